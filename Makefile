@@ -1,0 +1,55 @@
+# Two entry points that work on a fresh Debian machine: `make demo` and `make test`.
+# Each creates .venv when missing and installs the project with everything it needs.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck contracts unit bench sysdeps venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null; \
+		else echo "need python3-venv (apt-get install python3-venv)"; exit 1; fi; \
+	fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,hw]'
+	@touch $(STAMP)
+
+# System packages the real-component tests need. Never kubernetes-client: kubectl is /usr/bin/kubectl.
+sysdeps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		if ! command -v ovs-vswitchd >/dev/null || ! command -v ovsdb-server >/dev/null; then \
+			echo "installing openvswitch-switch"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch iproute2 >/dev/null; \
+		fi; \
+	else echo "sysdeps: not root or no apt-get; real-component tests will skip (or fail under DPF_REQUIRE_REAL=1)"; fi
+
+demo: venv
+	$(BIN)/dpf crds --out out/crds
+	$(BIN)/dpf validate samples/*.yaml
+
+lint: venv
+	$(BIN)/ruff check dpf_core dpf_sim dpf_hw dpf_cli tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy dpf_core
+
+contracts: venv
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest -q -p no:cacheprovider --benchmark-disable
+
+test: venv sysdeps lint typecheck contracts unit
+
+bench: venv
+	$(BIN)/pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,ops,rounds
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

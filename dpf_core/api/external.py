@@ -1,0 +1,740 @@
+"""Kinds DPF reads or writes but does not own: Kubernetes core/apps/coordination, NodeMaintenance, Kamaji,
+ArgoCD, NVIPAM and Multus.
+
+Each is modelled only as far as the controllers and the twin need it. Every struct here keeps the fields it
+does not know (`OpenModel`), so an object read from a real cluster and written back loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .meta import (
+    Condition,
+    IntOrString,
+    KindInfo,
+    KubeObject,
+    LabelSelector,
+    NodeSelector,
+    ObjectMeta,
+    OpenModel,
+    Taint,
+)
+from .registry import register
+
+
+def _is_empty(v: object) -> bool:
+    return not v
+
+
+# Field factories instead of Annotated aliases so the pydantic mypy plugin treats these fields as optional.
+def _list() -> Any:
+    return Field(default_factory=list, exclude_if=_is_empty)
+
+
+def _map() -> Any:
+    return Field(default_factory=dict, exclude_if=_is_empty)
+
+
+def _sub(factory: Callable[[], BaseModel]) -> Any:
+    # A nested struct that reads as absent when nothing in it is set (Go's non-pointer status structs).
+    return Field(default_factory=factory, exclude_if=lambda v: not v.model_dump(exclude_none=True))
+
+
+class ExternalObject(KubeObject):
+    """Top-level base of external kinds: unknown top-level fields survive too."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _kind(
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    *,
+    namespaced: bool = True,
+    status: bool = True,
+    short_names: tuple[str, ...] = (),
+) -> KindInfo:
+    return KindInfo(
+        group=group,
+        version=version,
+        kind=kind,
+        plural=plural,
+        singular=kind.lower(),
+        short_names=short_names,
+        namespaced=namespaced,
+        status_subresource=status,
+        dpf=False,
+    )
+
+
+# Well-known keys the DPF controllers use on these kinds.
+LABEL_ARGOCD_SECRET_TYPE = "argocd.argoproj.io/secret-type"  # "cluster" on Argo cluster Secrets
+LABEL_ARGOCD_INSTANCE = "argocd.argoproj.io/instance"
+ANNOTATION_ARGOCD_SKIP_RECONCILE = "argocd.argoproj.io/skip-reconcile"
+FINALIZER_ARGOCD_RESOURCES = "resources-finalizer.argocd.argoproj.io"
+ARGOCD_APP_PROJECT_DPU = "doca-platform-project-dpu"
+ARGOCD_APP_PROJECT_HOST = "doca-platform-project-host"
+ARGOCD_IN_CLUSTER = "in-cluster"
+ANNOTATION_MULTUS_NETWORKS = "k8s.v1.cni.cncf.io/networks"
+LABEL_KAMAJI_NAME = "kamaji.clastix.io/name"
+LABEL_KAMAJI_TENANT = "tenant.clastix.io"
+NODE_MAINTENANCE_CONDITION_READY = "Ready"
+NODE_CONDITION_READY = "Ready"
+SECRET_TYPE_OPAQUE = "Opaque"
+
+# Resource quantities: "500m", "1Gi", 2 or 0.5 (the API server accepts bare numbers).
+Quantity = int | float | str
+
+
+# --- core/v1 -----------------------------------------------------------------------------------------------------
+class ResourceRequirements(OpenModel):
+    requests: dict[str, Quantity] = _map()
+    limits: dict[str, Quantity] = _map()
+
+
+class Container(OpenModel):
+    name: str
+    image: str | None = None
+    resources: ResourceRequirements | None = None
+
+
+class Toleration(OpenModel):
+    key: str | None = None
+    operator: str | None = None  # Exists | Equal
+    value: str | None = None
+    effect: str | None = None
+    toleration_seconds: int | None = None
+
+
+class LocalObjectReference(OpenModel):
+    name: str
+
+
+class PodSpec(OpenModel):
+    node_name: str | None = None
+    containers: list[Container] = _list()
+    init_containers: list[Container] = _list()
+    node_selector: dict[str, str] = _map()
+    affinity: dict[str, Any] | None = None
+    tolerations: list[Toleration] = _list()
+    host_network: bool | None = None
+    service_account_name: str | None = None
+    image_pull_secrets: list[LocalObjectReference] = _list()
+    restart_policy: str | None = None
+
+
+class PodCondition(OpenModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_probe_time: str | None = None
+    last_transition_time: str | None = None
+
+
+class ContainerStatus(OpenModel):
+    name: str
+    ready: bool = False
+    restart_count: int = 0
+    image: str | None = None
+    started: bool | None = None
+    state: dict[str, Any] | None = None
+
+
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+
+
+class PodStatus(OpenModel):
+    phase: PodPhase | None = None
+    pod_ip: str | None = Field(default=None, alias="podIP")
+    host_ip: str | None = Field(default=None, alias="hostIP")
+    start_time: str | None = None
+    conditions: list[PodCondition] = _list()
+    container_statuses: list[ContainerStatus] = _list()
+    init_container_statuses: list[ContainerStatus] = _list()
+
+
+class Pod(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "Pod", "pods", short_names=("po",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Pod"] = "Pod"
+    spec: PodSpec = _sub(PodSpec)
+    status: PodStatus = _sub(PodStatus)
+
+
+class NodeCondition(OpenModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_heartbeat_time: str | None = None
+    last_transition_time: str | None = None
+
+
+class NodeAddress(OpenModel):
+    type: str  # InternalIP | ExternalIP | Hostname | ...
+    address: str
+
+
+class NodeSpec(OpenModel):
+    taints: list[Taint] = _list()
+    unschedulable: bool | None = None
+    provider_id: str | None = Field(default=None, alias="providerID")
+    pod_cidr: str | None = Field(default=None, alias="podCIDR")
+
+
+class NodeStatus(OpenModel):
+    conditions: list[NodeCondition] = _list()
+    addresses: list[NodeAddress] = _list()
+    allocatable: dict[str, Quantity] = _map()
+    capacity: dict[str, Quantity] = _map()
+    node_info: dict[str, Any] | None = None
+
+
+class Node(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "Node", "nodes", namespaced=False, short_names=("no",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Node"] = "Node"
+    spec: NodeSpec = _sub(NodeSpec)
+    status: NodeStatus = _sub(NodeStatus)
+
+    def is_ready(self) -> bool:
+        return any(c.type == NODE_CONDITION_READY and c.status == "True" for c in self.status.conditions)
+
+
+class Secret(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "Secret", "secrets", status=False)
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Secret"] = "Secret"
+    type: str | None = None
+    data: dict[str, str] = _map()  # base64-encoded values
+    string_data: dict[str, str] = _map()  # write-only convenience: merged into data by the API server
+    immutable: bool | None = None
+
+
+class ConfigMap(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "ConfigMap", "configmaps", status=False, short_names=("cm",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["ConfigMap"] = "ConfigMap"
+    data: dict[str, str] = _map()
+    binary_data: dict[str, str] = _map()
+    immutable: bool | None = None
+
+
+class ServiceAccount(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "ServiceAccount", "serviceaccounts", status=False, short_names=("sa",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["ServiceAccount"] = "ServiceAccount"
+    secrets: list[dict[str, Any]] = _list()
+    image_pull_secrets: list[LocalObjectReference] = _list()
+    automount_service_account_token: bool | None = None
+
+
+class NamespaceSpec(OpenModel):
+    finalizers: list[str] = _list()
+
+
+class NamespaceStatus(OpenModel):
+    phase: Literal["Active", "Terminating"] | None = None
+
+
+class Namespace(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "Namespace", "namespaces", namespaced=False, short_names=("ns",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Namespace"] = "Namespace"
+    spec: NamespaceSpec = _sub(NamespaceSpec)
+    status: NamespaceStatus = _sub(NamespaceStatus)
+
+
+class ObjectReference(OpenModel):
+    api_version: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    field_path: str | None = None
+
+
+class EventSource(OpenModel):
+    component: str | None = None
+    host: str | None = None
+
+
+class Event(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "Event", "events", status=False, short_names=("ev",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Event"] = "Event"
+    involved_object: ObjectReference = Field(default_factory=lambda: ObjectReference())
+    reason: str | None = None
+    message: str | None = None
+    type: Literal["Normal", "Warning"] | None = None
+    count: int | None = None
+    first_timestamp: str | None = None
+    last_timestamp: str | None = None
+    event_time: str | None = None
+    source: EventSource | None = None
+    action: str | None = None
+    reporting_component: str | None = None
+    reporting_instance: str | None = None
+
+
+class ServicePort(OpenModel):
+    name: str | None = None
+    protocol: str | None = None
+    port: int
+    target_port: IntOrString | None = None
+    node_port: int | None = None
+
+
+class ServiceSpec(OpenModel):
+    type: str | None = None  # ClusterIP | NodePort | LoadBalancer | ExternalName
+    selector: dict[str, str] = _map()
+    ports: list[ServicePort] = _list()
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+
+
+class Service(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("", "v1", "Service", "services", short_names=("svc",))
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["Service"] = "Service"
+    spec: ServiceSpec = _sub(ServiceSpec)
+    status: dict[str, Any] = _map()
+
+
+# --- coordination.k8s.io/v1 ------------------------------------------------------------------------------------------
+class LeaseSpec(OpenModel):
+    holder_identity: str | None = None
+    lease_duration_seconds: int | None = None
+    acquire_time: str | None = None
+    renew_time: str | None = None
+    lease_transitions: int | None = None
+
+
+class Lease(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("coordination.k8s.io", "v1", "Lease", "leases", status=False)
+    api_version: Literal["coordination.k8s.io/v1"] = "coordination.k8s.io/v1"
+    kind: Literal["Lease"] = "Lease"
+    spec: LeaseSpec = _sub(LeaseSpec)
+
+
+# --- apps/v1 ---------------------------------------------------------------------------------------------------------
+class PodTemplateSpec(OpenModel):
+    metadata: ObjectMeta = _sub(lambda: ObjectMeta.model_validate({}))
+    spec: PodSpec = _sub(PodSpec)
+
+
+class DaemonSetSpec(OpenModel):
+    selector: LabelSelector | None = None
+    template: PodTemplateSpec = Field(default_factory=lambda: PodTemplateSpec())
+    update_strategy: dict[str, Any] | None = None
+
+
+class DaemonSetStatus(OpenModel):
+    current_number_scheduled: int | None = None
+    desired_number_scheduled: int | None = None
+    number_misscheduled: int | None = None
+    number_ready: int | None = None
+    number_available: int | None = None
+    updated_number_scheduled: int | None = None
+    observed_generation: int | None = None
+
+
+class DaemonSet(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("apps", "v1", "DaemonSet", "daemonsets", short_names=("ds",))
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["DaemonSet"] = "DaemonSet"
+    spec: DaemonSetSpec = _sub(DaemonSetSpec)
+    status: DaemonSetStatus = _sub(DaemonSetStatus)
+
+
+class DeploymentSpec(OpenModel):
+    replicas: int | None = None
+    selector: LabelSelector | None = None
+    template: PodTemplateSpec = Field(default_factory=lambda: PodTemplateSpec())
+    strategy: dict[str, Any] | None = None
+
+
+class DeploymentCondition(OpenModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_update_time: str | None = None
+    last_transition_time: str | None = None
+
+
+class DeploymentStatus(OpenModel):
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    available_replicas: int | None = None
+    updated_replicas: int | None = None
+    unavailable_replicas: int | None = None
+    observed_generation: int | None = None
+    conditions: list[DeploymentCondition] = _list()
+
+
+class Deployment(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("apps", "v1", "Deployment", "deployments", short_names=("deploy",))
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    spec: DeploymentSpec = _sub(DeploymentSpec)
+    status: DeploymentStatus = _sub(DeploymentStatus)
+
+
+# --- maintenance.nvidia.com/v1alpha1 ---------------------------------------------------------------------------------
+class DrainSpec(OpenModel):
+    # Defaults as the NodeMaintenance CRD applies them.
+    force: bool = False
+    pod_selector: str | None = None
+    timeout_seconds: int = 300
+    delete_empty_dir: bool = False
+    pod_eviction_filters: list[dict[str, Any]] = _list()
+
+
+class NodeMaintenanceSpec(OpenModel):
+    node_name: str
+    requestor_id: str = Field(alias="requestorID")
+    additional_requestors: list[str] = _list()
+    cordon: bool = True
+    drain_spec: DrainSpec | None = None
+    wait_for_pod_completion: dict[str, Any] | None = None
+
+
+class NodeMaintenanceStatus(OpenModel):
+    conditions: list[Condition] = _list()
+    drain: dict[str, Any] | None = None
+    wait_for_completion: list[str] = _list()
+
+
+class NodeMaintenance(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("maintenance.nvidia.com", "v1alpha1", "NodeMaintenance", "nodemaintenances")
+    api_version: Literal["maintenance.nvidia.com/v1alpha1"] = "maintenance.nvidia.com/v1alpha1"
+    kind: Literal["NodeMaintenance"] = "NodeMaintenance"
+    spec: NodeMaintenanceSpec
+    status: NodeMaintenanceStatus = _sub(NodeMaintenanceStatus)
+
+
+# --- kamaji.clastix.io/v1alpha1 --------------------------------------------------------------------------------------
+KubernetesVersionStatus = Literal[
+    "Provisioning", "CertificateAuthorityRotating", "Upgrading", "Migrating", "Ready", "NotReady"
+]
+TCP_VERSION_READY = "Ready"
+
+
+class TCPControlPlaneService(OpenModel):
+    service_type: str  # ClusterIP | NodePort | LoadBalancer
+    additional_metadata: dict[str, Any] | None = None
+
+
+class TCPControlPlane(OpenModel):
+    deployment: dict[str, Any] | None = None  # replicas, nodeSelector, resources, ... (kept verbatim)
+    service: TCPControlPlaneService
+
+
+class TCPKubelet(OpenModel):
+    cgroupfs: str | None = None  # systemd | cgroupfs
+    preferred_address_types: list[str] = _list()
+
+
+class TCPKubernetes(OpenModel):
+    version: str
+    kubelet: TCPKubelet = _sub(TCPKubelet)
+    admission_controllers: list[str] = _list()
+
+
+class TCPNetworkProfile(OpenModel):
+    address: str | None = None
+    allow_address_as_external_ip: bool | None = Field(default=None, alias="allowAddressAsExternalIP")
+    port: int | None = None
+    cert_sans: list[str] = Field(default_factory=list, alias="certSANs", exclude_if=_is_empty)
+    service_cidr: str | None = None
+    pod_cidr: str | None = None
+    dns_service_ips: list[str] = Field(default_factory=list, alias="dnsServiceIPs", exclude_if=_is_empty)
+
+
+class TenantControlPlaneSpec(OpenModel):
+    data_store: str | None = None
+    control_plane: TCPControlPlane
+    kubernetes: TCPKubernetes
+    network_profile: TCPNetworkProfile | None = None
+    addons: dict[str, Any] | None = None  # coreDNS, kubeProxy, konnectivity
+
+
+class KubeconfigStatus(OpenModel):
+    secret_name: str | None = None
+    last_update: str | None = None
+    checksum: str | None = None
+
+
+class KubeconfigsStatus(OpenModel):
+    admin: KubeconfigStatus | None = None
+    controller_manager: KubeconfigStatus | None = None
+    scheduler: KubeconfigStatus | None = None
+
+
+class KubernetesVersion(OpenModel):
+    version: str | None = None
+    status: KubernetesVersionStatus | None = None
+
+
+class KubernetesStatus(OpenModel):
+    version: KubernetesVersion | None = None
+    deployment: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+
+
+class TenantControlPlaneStatus(OpenModel):
+    kubeconfig: KubeconfigsStatus | None = None
+    kubernetes_resources: KubernetesStatus | None = None
+    control_plane_endpoint: str | None = None
+    storage: dict[str, Any] | None = None
+    certificates: dict[str, Any] | None = None
+
+
+class TenantControlPlane(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind(
+        "kamaji.clastix.io", "v1alpha1", "TenantControlPlane", "tenantcontrolplanes", short_names=("tcp",)
+    )
+    api_version: Literal["kamaji.clastix.io/v1alpha1"] = "kamaji.clastix.io/v1alpha1"
+    kind: Literal["TenantControlPlane"] = "TenantControlPlane"
+    spec: TenantControlPlaneSpec
+    status: TenantControlPlaneStatus = _sub(TenantControlPlaneStatus)
+
+    def version_status(self) -> str | None:
+        """`status.kubernetesResources.version.status`: the Kamaji cluster manager waits for "Ready"."""
+        k = self.status.kubernetes_resources
+        return k.version.status if k is not None and k.version is not None else None
+
+
+# --- argoproj.io/v1alpha1 --------------------------------------------------------------------------------------------
+class ApplicationSourceHelm(OpenModel):
+    release_name: str | None = None
+    values_object: dict[str, Any] | None = None
+    values: str | None = None
+    value_files: list[str] = _list()
+
+
+class ApplicationSource(OpenModel):
+    repo_url: str = Field(alias="repoURL")
+    path: str | None = None
+    chart: str | None = None
+    target_revision: str | None = None
+    helm: ApplicationSourceHelm | None = None
+
+
+class ApplicationDestination(OpenModel):
+    server: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+class SyncPolicyAutomated(OpenModel):
+    prune: bool | None = None
+    self_heal: bool | None = None
+    allow_empty: bool | None = None
+
+
+class SyncPolicy(OpenModel):
+    automated: SyncPolicyAutomated | None = None
+    sync_options: list[str] = _list()
+
+
+class ApplicationSpec(OpenModel):
+    source: ApplicationSource | None = None
+    destination: ApplicationDestination
+    project: str
+    sync_policy: SyncPolicy | None = None
+
+
+SyncStatusCode = Literal["Unknown", "Synced", "OutOfSync"]
+HealthStatusCode = Literal["Unknown", "Progressing", "Healthy", "Suspended", "Degraded", "Missing"]
+SYNC_STATUS_SYNCED = "Synced"
+HEALTH_STATUS_HEALTHY = "Healthy"
+
+
+class SyncStatus(OpenModel):
+    status: SyncStatusCode
+    revision: str | None = None
+
+
+class HealthStatus(OpenModel):
+    status: HealthStatusCode | None = None
+    message: str | None = None
+
+
+class ApplicationStatus(OpenModel):
+    sync: SyncStatus | None = None
+    health: HealthStatus | None = None
+    resources: list[dict[str, Any]] = _list()
+    conditions: list[dict[str, Any]] = _list()
+    reconciled_at: str | None = None
+
+
+class Application(ExternalObject):
+    # ArgoCD's CRD has no status subresource: the application controller writes status with the object.
+    KIND: ClassVar[KindInfo] = _kind(
+        "argoproj.io", "v1alpha1", "Application", "applications", status=False, short_names=("app", "apps")
+    )
+    api_version: Literal["argoproj.io/v1alpha1"] = "argoproj.io/v1alpha1"
+    kind: Literal["Application"] = "Application"
+    spec: ApplicationSpec
+    status: ApplicationStatus = _sub(ApplicationStatus)
+
+    def is_synced_and_healthy(self) -> bool:
+        s = self.status
+        return (
+            s.sync is not None
+            and s.sync.status == SYNC_STATUS_SYNCED
+            and s.health is not None
+            and s.health.status == HEALTH_STATUS_HEALTHY
+        )
+
+
+class GroupKind(OpenModel):
+    group: str
+    kind: str
+
+
+class AppProjectSpec(OpenModel):
+    source_repos: list[str] = _list()
+    destinations: list[ApplicationDestination] = _list()
+    description: str | None = None
+    cluster_resource_whitelist: list[GroupKind] = _list()
+    namespace_resource_whitelist: list[GroupKind] = _list()
+    source_namespaces: list[str] = _list()
+
+
+class AppProject(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind(
+        "argoproj.io", "v1alpha1", "AppProject", "appprojects", status=False, short_names=("appproj", "appprojs")
+    )
+    api_version: Literal["argoproj.io/v1alpha1"] = "argoproj.io/v1alpha1"
+    kind: Literal["AppProject"] = "AppProject"
+    spec: AppProjectSpec = _sub(AppProjectSpec)
+    status: dict[str, Any] = _map()
+
+
+# --- nv-ipam.nvidia.com/v1alpha1 -------------------------------------------------------------------------------------
+class ExcludeRange(OpenModel):
+    start_ip: str = Field(alias="startIP")
+    end_ip: str = Field(alias="endIP")
+
+
+class Route(OpenModel):
+    dst: str
+
+
+class IPPoolSpec(OpenModel):
+    subnet: str
+    per_node_block_size: int
+    exclusions: list[ExcludeRange] = _list()
+    gateway: str | None = None
+    node_selector: NodeSelector | None = None
+    default_gateway: bool | None = None
+    routes: list[Route] = _list()
+
+
+class Allocation(OpenModel):
+    node_name: str
+    start_ip: str = Field(alias="startIP")
+    end_ip: str = Field(alias="endIP")
+
+
+class IPPoolStatus(OpenModel):
+    allocations: list[Allocation] = _list()
+
+
+class IPPool(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("nv-ipam.nvidia.com", "v1alpha1", "IPPool", "ippools")
+    api_version: Literal["nv-ipam.nvidia.com/v1alpha1"] = "nv-ipam.nvidia.com/v1alpha1"
+    kind: Literal["IPPool"] = "IPPool"
+    spec: IPPoolSpec
+    status: IPPoolStatus = _sub(IPPoolStatus)
+
+
+class CIDRPoolStaticAllocation(OpenModel):
+    node_name: str | None = None
+    gateway: str | None = None
+    prefix: str
+
+
+class CIDRPoolSpec(OpenModel):
+    cidr: str
+    gateway_index: int | None = None  # unset for /31 and /32 per-node prefixes
+    per_node_network_prefix: int
+    exclusions: list[ExcludeRange] = _list()
+    static_allocations: list[CIDRPoolStaticAllocation] = _list()
+    node_selector: NodeSelector | None = None
+    default_gateway: bool | None = None
+    routes: list[Route] = _list()
+
+
+class CIDRPoolAllocation(OpenModel):
+    node_name: str
+    gateway: str | None = None
+    prefix: str
+
+
+class CIDRPoolStatus(OpenModel):
+    allocations: list[CIDRPoolAllocation] = _list()
+
+
+class CIDRPool(ExternalObject):
+    KIND: ClassVar[KindInfo] = _kind("nv-ipam.nvidia.com", "v1alpha1", "CIDRPool", "cidrpools")
+    api_version: Literal["nv-ipam.nvidia.com/v1alpha1"] = "nv-ipam.nvidia.com/v1alpha1"
+    kind: Literal["CIDRPool"] = "CIDRPool"
+    spec: CIDRPoolSpec
+    status: CIDRPoolStatus = _sub(CIDRPoolStatus)
+
+
+# --- k8s.cni.cncf.io/v1 ----------------------------------------------------------------------------------------------
+class NetworkAttachmentDefinitionSpec(OpenModel):
+    config: str | None = None  # the CNI config as a JSON string
+
+
+class NetworkAttachmentDefinition(ExternalObject):
+    KIND: ClassVar[KindInfo] = KindInfo(
+        group="k8s.cni.cncf.io",
+        version="v1",
+        kind="NetworkAttachmentDefinition",
+        plural="network-attachment-definitions",
+        singular="network-attachment-definition",
+        short_names=("net-attach-def",),
+        status_subresource=False,
+        dpf=False,
+    )
+    api_version: Literal["k8s.cni.cncf.io/v1"] = "k8s.cni.cncf.io/v1"
+    kind: Literal["NetworkAttachmentDefinition"] = "NetworkAttachmentDefinition"
+    spec: NetworkAttachmentDefinitionSpec = _sub(NetworkAttachmentDefinitionSpec)
+
+
+ALL_KINDS: tuple[type[KubeObject], ...] = (
+    Node,
+    Pod,
+    Secret,
+    ConfigMap,
+    ServiceAccount,
+    Namespace,
+    Event,
+    Service,
+    Lease,
+    DaemonSet,
+    Deployment,
+    NodeMaintenance,
+    TenantControlPlane,
+    Application,
+    AppProject,
+    IPPool,
+    CIDRPool,
+    NetworkAttachmentDefinition,
+)
+
+for _cls in ALL_KINDS:
+    register(_cls)

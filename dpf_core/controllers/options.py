@@ -1,0 +1,26 @@
+"""The provisioning manager's flags (DPF's command-line options), with DPF's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ProvisioningOptions:
+    # Namespace of the operator: Argo objects, DMS client certificate, DPFOperatorConfig.
+    operator_namespace: str = "dpf-operator-system"
+    dms_image: str = "nvcr.io/nvidia/doca/dms:latest"
+    hostnetwork_image: str = "nvcr.io/nvidia/doca/hostnetwork:latest"
+    bfb_pvc: str = "bfb-pvc"
+    image_pull_secrets: tuple[str, ...] = ()
+    dms_timeout: int = 900  # `--dms-timeout`, the DMS `-exec_timeout`
+    dms_pod_timeout: float = 300.0  # `--dms-pod-timeout`
+    dms_port: int = 9339
+    requeue: float = 5.0  # BFB/DPU: requeue when nothing changed
+    activate_attempts: int = 10
+    activate_timeout: float = 1800.0  # OS.Activate context: 30 minutes
+    reboot_status_poll: float = 3.0
+    cloud_init_timeout: float = 90.0  # `CLOUD_INIT_TIMEOUT`
+    bfcfg_max_bytes: int = 131072
+    default_num_vfs: int = 16
+    extra: dict[str, str] = field(default_factory=dict)
