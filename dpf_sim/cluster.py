@@ -1,0 +1,279 @@
+"""The twin's stand-ins for what runs around DPF in a real cluster: kubelets, Kamaji, the maintenance
+operator, and the DPU-cluster join. Each reacts to store events and acts after a modelled delay, so the core
+controllers see exactly the objects a real cluster would show them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from dpf_core.api.external import Node, NodeMaintenance, Pod, Secret, Service, TenantControlPlane
+from dpf_core.api.provisioning import DPU
+from dpf_core.controllers.hostnetwork import hostnetwork_step
+from dpf_core.errors import ApiError
+from dpf_core.runtime import rfc3339
+from dpf_core.store.memory import MemoryStore
+from dpf_core.store.protocol import Client, WatchEvent
+
+from .durations import Duration
+from .engine import SimClock
+from .models.bluefield import BlueField, BlueFields
+from .models.host import Hosts
+from .worldports import SimHostNetwork
+
+TWIN_SCHEME = "twin://"
+HOSTNETWORK_LOOP = 5.0
+
+
+class ClusterParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_pull: Duration = Duration.of("10s")
+    kamaji_ready: Duration = Duration.of("90s")
+    drain: Duration = Duration.of("30s")
+    node_ready: Duration = Duration.of("20s")
+
+
+def kubeconfig_for(cluster: str) -> bytes:
+    """An admin.conf whose server names a twin store; ClusterClients resolves it."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": f"{TWIN_SCHEME}{cluster}"}}],
+        "users": [{"name": "admin", "user": {"token": f"twin-admin-{cluster}"}}],
+        "contexts": [{"name": "admin@" + cluster, "context": {"cluster": cluster, "user": "admin"}}],
+        "current-context": "admin@" + cluster,
+    }
+    return yaml.safe_dump(doc).encode()
+
+
+class SimClusterClients:
+    """dpf_core.ports.ClusterClients: a kubeconfig naming `twin://<ns>/<name>` reaches that DPU cluster's store."""
+
+    def __init__(self, stores: dict[str, MemoryStore]) -> None:
+        self.stores = stores
+        # Controllers hand over the Secret's bytes on every pass; parse each kubeconfig once.
+        self._servers: dict[bytes, str | None] = {}
+
+    def for_kubeconfig(self, kubeconfig: bytes) -> Client | None:
+        if kubeconfig not in self._servers:
+            self._servers[kubeconfig] = self._server(kubeconfig)
+        server = self._servers[kubeconfig]
+        return None if server is None else self.stores.get(server)
+
+    @staticmethod
+    def _server(kubeconfig: bytes) -> str | None:
+        try:
+            doc = yaml.safe_load(kubeconfig)
+            server = str(doc["clusters"][0]["cluster"]["server"])
+        except (yaml.YAMLError, KeyError, IndexError, TypeError):
+            return None
+        if not server.startswith(TWIN_SCHEME):
+            return None
+        return server[len(TWIN_SCHEME):]
+
+
+def _ready_node(name: str, labels: dict[str, str], now: str, address: str) -> Node:
+    return Node.model_validate({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                            "lastHeartbeatTime": now, "lastTransitionTime": now}],
+            "addresses": [{"type": "InternalIP", "address": address}],
+        },
+    })
+
+
+def register_node(store: MemoryStore, node: Node) -> None:
+    """A kubelet registers its Node, then posts its status (the create drops status, as the API server does)."""
+    status = node.model_dump(by_alias=True, exclude_none=True).get("status")
+    store.create(node)
+    if status:
+        store.patch(Node, node.name, None, {"status": status}, subresource="status")
+
+
+class ClusterWorld:
+    """Wires the around-DPF actors to the host store and the DPU-cluster stores."""
+
+    def __init__(self, env: simpy.Environment, clock: SimClock, host: MemoryStore, dpu_clusters: dict[str, MemoryStore],
+                 new_store: Any, bluefields: BlueFields, hosts: Hosts, params: ClusterParams, rng: Any) -> None:
+        self.env = env
+        self.clock = clock
+        self.host = host
+        self.dpu_clusters = dpu_clusters
+        self.new_store = new_store
+        self.bluefields = bluefields
+        self.hosts = hosts
+        self.params = params
+        self.rng = rng
+        self._node_ports = 30000
+        self._pod_ips = 0
+        self._pods_started: set[str] = set()
+        host.subscribe(self._on_host_event, [Pod, Service, TenantControlPlane, NodeMaintenance])
+        bluefields.on_booted = self._on_dpu_booted
+
+    def register_host_nodes(self) -> None:
+        for i, (name, rec) in enumerate(sorted(self.hosts.fleet.hosts.items())):
+            register_node(self.host, _ready_node(name, dict(rec.labels), rfc3339(self.clock.now()), f"10.0.{i // 250}.{i % 250 + 1}"))
+
+    # ---- host-cluster events --------------------------------------------------------------------------
+
+    def _on_host_event(self, ev: WatchEvent) -> None:
+        o = ev.object
+        if ev.type == "DELETED":
+            if isinstance(o, Pod):
+                self._pods_started.discard(f"{o.namespace}/{o.name}")
+                dpu = self._dpu_of(o)
+                if dpu is not None and o.name.endswith("-dms") and dpu in self.bluefields.dpus:
+                    self.bluefields.mark_dms_running(dpu, None, running=False)
+            return
+        if isinstance(o, Pod) and ev.type == "ADDED":
+            key = f"{o.namespace}/{o.name}"
+            if key not in self._pods_started:
+                self._pods_started.add(key)
+                self.env.process(self._run_pod(o.namespace or "", o.name))
+        elif isinstance(o, Service) and ev.type == "ADDED":
+            self._assign_node_ports(o)
+        elif isinstance(o, TenantControlPlane) and ev.type == "ADDED":
+            self.env.process(self._kamaji(o.namespace or "", o.name))
+        elif isinstance(o, NodeMaintenance) and ev.type == "ADDED":
+            self.env.process(self._drain(o.namespace or "", o.name))
+
+    def _dpu_of(self, pod: Pod) -> str | None:
+        for ref in pod.metadata.owner_references:
+            if ref.kind == "DPU":
+                return ref.name
+        return None
+
+    def _assign_node_ports(self, svc: Service) -> None:
+        spec = svc.model_dump(by_alias=True).get("spec") or {}
+        if spec.get("type") != "NodePort":
+            return
+        ports = []
+        for p in spec.get("ports") or []:
+            if not p.get("nodePort"):
+                self._node_ports += 1
+                p = {**p, "nodePort": self._node_ports}
+            ports.append(p)
+        self.host.patch(Service, svc.name, svc.namespace, {"spec": {"ports": ports}})
+
+    def _run_pod(self, ns: str, name: str) -> Generator[Any, Any, None]:
+        yield self.env.timeout(self.params.image_pull.sample(self.rng))
+        pod = self.host.try_get(Pod, name, ns)
+        if pod is None or pod.metadata.deletion_timestamp:
+            return
+        dpu = self._dpu_of(pod)
+        self._pod_ips += 1
+        ip = f"10.{128 + (self._pod_ips >> 16) % 64}.{(self._pod_ips >> 8) & 255}.{self._pod_ips & 255}"
+        now = rfc3339(self.clock.now())
+        hostnetwork = name.endswith("-hostnetwork")
+        status = {
+            "phase": "Running", "podIP": ip, "hostIP": ip, "startTime": now,
+            "conditions": [{"type": "Ready", "status": "False" if hostnetwork else "True", "lastTransitionTime": now}],
+            "containerStatuses": [{"name": c.get("name", "main"), "ready": not hostnetwork, "restartCount": 0,
+                                   "image": c.get("image", ""), "imageID": "", "started": True,
+                                   "state": {"running": {"startedAt": now}}}
+                                  for c in (pod.model_dump(by_alias=True).get("spec") or {}).get("containers", [])],
+        }
+        self._patch_pod_status(ns, name, status)
+        if dpu is None or dpu not in self.bluefields.dpus:
+            return
+        if name.endswith("-dms"):
+            self.bluefields.mark_dms_running(dpu, f"{ip}:9339")
+        elif hostnetwork:
+            yield from self._hostnetwork_agent(ns, name, dpu)
+
+    def _patch_pod_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        with contextlib.suppress(ApiError):
+            self.host.patch(Pod, name, ns, {"status": status}, subresource="status")
+
+    def _hostnetwork_agent(self, ns: str, name: str, dpu: str) -> Generator[Any, Any, None]:
+        """The `<dpu>-hostnetwork` pod: the core's host network step every 5 s until configured."""
+        bf: BlueField = self.bluefields.get(dpu)
+        port = SimHostNetwork(self.hosts, bf.host)
+        pod = self.host.try_get(Pod, name, ns)
+        env = {}
+        if pod is not None:
+            for c in (pod.model_dump(by_alias=True).get("spec") or {}).get("containers", []):
+                for e in c.get("env") or []:
+                    env[e.get("name")] = e.get("value")
+        num_vfs = int(env.get("num_of_vfs") or 16)
+        mtu = int(env.get("vf_mtu") or 1500)
+        pci = bf.record.pci_address
+        while True:
+            pod = self.host.try_get(Pod, name, ns)
+            if pod is None or pod.metadata.deletion_timestamp:
+                return
+            if self.hosts.is_up(bf.host) and hostnetwork_step(port, pci, num_vfs, mtu):
+                break
+            yield self.env.timeout(HOSTNETWORK_LOOP)
+        now = rfc3339(self.clock.now())
+        status = pod.model_dump(by_alias=True).get("status") or {}
+        containers = [{**c, "ready": True} for c in status.get("containerStatuses", [])]
+        self._patch_pod_status(ns, name, {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+                                          "containerStatuses": containers})
+
+    def _kamaji(self, ns: str, name: str) -> Generator[Any, Any, None]:
+        """Kamaji: the TenantControlPlane becomes a new API server (a store), then reports Ready."""
+        yield self.env.timeout(self.params.kamaji_ready.sample(self.rng))
+        tcp = self.host.try_get(TenantControlPlane, name, ns)
+        if tcp is None:
+            return
+        cluster = f"{ns}/{name}"
+        if cluster not in self.dpu_clusters:
+            self.dpu_clusters[cluster] = self.new_store(cluster)
+        secret = f"{name}-admin-kubeconfig"
+        if self.host.try_get(Secret, secret, ns) is None:
+            self.host.create(Secret.model_validate({
+                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": ns},
+                "type": "Opaque", "data": {"admin.conf": _b64(kubeconfig_for(cluster))},
+            }))
+        version = (tcp.model_dump(by_alias=True).get("spec") or {}).get("kubernetes", {}).get("version", "v1.30.2")
+        try:
+            self.host.patch(TenantControlPlane, name, ns, {"status": {"kubernetesResources": {"version": {
+                "status": "Ready", "version": version}}, "kubeconfig": {"admin": {"secretName": secret}}}},
+                subresource="status")
+        except ApiError:
+            self.host.patch(TenantControlPlane, name, ns, {"status": {"kubernetesResources": {"version": {
+                "status": "Ready", "version": version}}}})
+
+    def _drain(self, ns: str, name: str) -> Generator[Any, Any, None]:
+        """The maintenance operator: cordon, drain, then Ready."""
+        yield self.env.timeout(self.params.drain.sample(self.rng))
+        nm = self.host.try_get(NodeMaintenance, name, ns)
+        if nm is None:
+            return
+        now = rfc3339(self.clock.now())
+        self.host.patch(NodeMaintenance, name, ns, {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "Ready", "message": "Maintenance completed", "lastTransitionTime": now}]}},
+            subresource="status")
+
+    # ---- DPU side -------------------------------------------------------------------------------------
+
+    def _on_dpu_booted(self, bf: BlueField) -> bool:
+        """kubeadm join: the DPU's Node appears in the DPU cluster its DPU object was assigned to."""
+        dpu = None
+        for d in self.host.list(DPU):
+            if d.name == bf.name:
+                dpu = d
+                break
+        if dpu is None or dpu.spec.cluster is None or not dpu.spec.cluster.name:
+            return False
+        store = self.dpu_clusters.get(f"{dpu.spec.cluster.namespace or dpu.namespace}/{dpu.spec.cluster.name}")
+        if store is None:
+            return False
+        if store.try_get(Node, bf.name) is None:
+            register_node(store, _ready_node(bf.name, {"kubernetes.io/hostname": bf.name}, rfc3339(self.clock.now()), "192.168.100.2"))
+        return True
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()

@@ -1,0 +1,170 @@
+"""The twin's engine: a SimPy environment, a virtual clock for the runtime, controller workers as SimPy
+processes, a cost model, and an event log whose hash is stable for a seed.
+
+Workers pump the core runtime's passive queues exactly as the production driver does on threads: pop a
+ready request, run the reconcile, charge its virtual cost, finish. Nothing here changes what a reconcile
+does; it only decides when it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from dpf_core.runtime import DEFAULT_EPOCH, Controller, Manager, ProcessOutcome, rfc3339
+from dpf_core.store.protocol import WatchEvent
+
+
+class SimClock:
+    """The runtime's Clock on SimPy time: epoch seconds = `epoch` + env.now."""
+
+    def __init__(self, env: simpy.Environment, epoch: float = DEFAULT_EPOCH) -> None:
+        self.env = env
+        self.epoch = epoch
+
+    def now(self) -> float:
+        return self.epoch + float(self.env.now)
+
+
+@dataclass
+class CostModel:
+    """Virtual seconds a controller's work costs. A reconcile costs `reconcile` plus `per_write` for each
+    store write it made; per-controller overrides by name. Zero cost is allowed (a reconcile then takes no
+    simulated time, as when the API server and controller are far faster than the hardware)."""
+
+    reconcile: float = 0.002
+    per_write: float = 0.003
+    per_controller: dict[str, float] = field(default_factory=dict)
+
+    def cost(self, controller: str, writes: int) -> float:
+        return self.per_controller.get(controller, self.reconcile) + self.per_write * writes
+
+
+class EventLog:
+    """Every committed store change and notable model event, one line each, hashed as it is written.
+
+    The hash covers the text of every line in order, so two runs with the same seed produce the same
+    sha256 byte for byte. Lines are kept only when asked (a 100k-DPU run would hold millions)."""
+
+    def __init__(self, keep: bool = True, tail: int = 200) -> None:
+        self._sha = hashlib.sha256()
+        self.keep = keep
+        self.lines: list[str] = []
+        self.count = 0
+        self._tail: list[str] = []
+        self._tail_size = tail
+
+    def write(self, t: float, text: str) -> None:
+        line = f"{t:.3f} {text}"
+        self._sha.update(line.encode())
+        self._sha.update(b"\n")
+        self.count += 1
+        if self.keep:
+            self.lines.append(line)
+        else:
+            self._tail.append(line)
+            if len(self._tail) > 2 * self._tail_size:
+                del self._tail[: self._tail_size]
+
+    def recent(self, n: int = 50) -> list[str]:
+        return (self.lines if self.keep else self._tail)[-n:]
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+
+def describe(ev: WatchEvent) -> str:
+    o = ev.object
+    md = o.metadata
+    phase = ""
+    status = getattr(o, "status", None)
+    if status is not None and getattr(status, "phase", None):
+        phase = f" phase={status.phase}"
+    where = f"{md.namespace}/{md.name}" if md.namespace else str(md.name)
+    return f"{ev.type} {o.kind} {where} rv={md.resource_version}{phase}"
+
+
+class SimDriver:
+    """Runs the controllers of some Managers as SimPy processes (max_concurrent workers each)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        clock: SimClock,
+        cost: CostModel | None = None,
+        on_outcome: Callable[[Controller, ProcessOutcome], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.clock = clock
+        self.cost = cost or CostModel()
+        self.on_outcome = on_outcome
+        self.managers: list[Manager] = []
+        self.reconciles = 0
+        self._wakes: dict[int, simpy.Event] = {}
+        self._writes = 0
+        self._stopped: set[int] = set()
+
+    def count_write(self, _ev: WatchEvent | None = None) -> None:
+        self._writes += 1
+
+    def add(self, manager: Manager) -> None:
+        self.managers.append(manager)
+        for c in manager.controllers:
+            self._wakes[id(c)] = self.env.event()
+            c.on_ready = self._waker(c)
+        manager.start()
+        for c in manager.controllers:
+            for _ in range(c.max_concurrent):
+                self.env.process(self._worker(manager, c))
+
+    def stop(self, manager: Manager) -> None:
+        """Stop a manager's workers (a crashed controller process): its queues are dropped with it."""
+        manager.stop()
+        for c in manager.controllers:
+            self._stopped.add(id(c))
+            self._wake(c)
+
+    def _wake(self, c: Controller) -> None:
+        ev = self._wakes.get(id(c))
+        if ev is not None and not ev.triggered:
+            ev.succeed()
+
+    def _waker(self, c: Controller) -> Callable[[], None]:
+        def wake() -> None:
+            self._wake(c)
+
+        return wake
+
+    def _worker(self, manager: Manager, c: Controller) -> Generator[Any, Any, None]:
+        ctx = manager.context_for(c)
+        key = id(c)
+        while key not in self._stopped:
+            req = c.pop(self.clock.now())
+            if req is None:
+                wake = self._wakes[key]
+                if wake.triggered:
+                    wake = self._wakes[key] = self.env.event()
+                t = c.next_ready_at()
+                if t is None:
+                    yield wake
+                else:
+                    yield wake | self.env.timeout(max(0.0, t - self.clock.now()))
+                continue
+            before = self._writes
+            done = c.run(ctx, req, self.clock.now())
+            self.reconciles += 1
+            cost = self.cost.cost(c.name, self._writes - before)
+            if cost > 0:
+                yield self.env.timeout(cost)
+            outcome = c.finish(done, self.clock.now())
+            if self.on_outcome is not None:
+                self.on_outcome(c, outcome)
+
+
+def timestamp(clock: SimClock) -> str:
+    return rfc3339(clock.now())

@@ -1,0 +1,388 @@
+"""BlueField DPUs and their DMS (DOCA Management Service) as the provisioning task sees them.
+
+Per DPU: mode, installed BFB, images staged by OS.Install (by version), and a boot cycle
+(Running -> [Flashing ->] Booting -> Running, or Off after an ARM reset). The DMS ops:
+
+- GnmiSetMode: a small latency, then the mode is set.
+- OsInstall: a BFB is streamed from the BFB share over the network to the host (shared bandwidth) and into
+  the DPU through rshim (one flow capped at `rshim_rate`: the stream is pipelined, so the slower of the two
+  sets the pace); bf.cfg content is a few KiB sent with the RPC. The version is then staged.
+- OsActivate: both `<bfb>;<dpu>.cfg` must be staged; starts flash (BFB size / `flash_rate`) then boot
+  (`boot_time`) and returns at once (no_reboot=false).
+- RebootStatusOp: active while flashing or booting; afterwards the last reboot's status.
+Every op runs under the DMS `-exec_timeout` (`dmsTimeout`, default 900 s) -> OpError "DeadlineExceeded".
+
+After a boot into a fresh install the DPU runs cloud-init, then joins its DPU cluster: `on_booted(dpu)` is the
+composition's hook (it creates the DPU's Node); returning False means "not yet" and the join is retried every
+5 s, as `join_k8s_cluster.sh` retries `kubeadm join` until its marker file exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import simpy
+from pydantic import BaseModel, ConfigDict, Field
+
+from dpf_core.ports.ops import (
+    DmsTarget,
+    GnmiSetMode,
+    OpError,
+    OsActivate,
+    OsInstall,
+    RebootStatusOp,
+    RebootStatusResult,
+)
+
+from ..durations import Duration, Rate, Seconds, parse_rate
+from ..fleet import DpuRecord
+from ..net import Network
+from ..rng import Streams
+from ..tasks import original_error
+from .bfbserver import BfbDirectory
+
+if TYPE_CHECKING:
+    from .host import Hosts
+
+STATUS_UNKNOWN = "STATUS_UNKNOWN"
+STATUS_SUCCESS = "STATUS_SUCCESS"
+STATUS_RETRIABLE_FAILURE = "STATUS_RETRIABLE_FAILURE"
+STATUS_FAILURE = "STATUS_FAILURE"
+
+BFCFG_MAX_SIZE = 131072
+JOIN_RETRY = 5.0
+
+
+class DpuState(StrEnum):
+    RUNNING = "Running"
+    FLASHING = "Flashing"
+    BOOTING = "Booting"
+    OFF = "Off"  # ARM held in reset ("System Off") until the host reboot resets the chip
+    FAILED = "Failed"  # boot failed; stays down until the next reboot
+    HUNG = "Hung"  # never finishes booting (fault); RebootStatus stays active
+
+
+class BlueFieldParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dms_latency: Duration = Duration.of("50ms")
+    gnmi_set_latency: Duration = Duration.of("500ms")
+    rshim_rate: Rate = parse_rate("20MiB/s")
+    flash_rate: Rate = parse_rate("3MiB/s")
+    boot_time: Duration = Duration.of({"dist": "triangular", "low": "2m", "mode": "2m30s", "high": "3m"})
+    cloud_init_time: Duration = Duration.of({"dist": "triangular", "low": "30s", "mode": "45s", "high": "75s"})
+    join_time: Duration = Duration.of("15s")
+    exec_timeout: Seconds = Field(900.0, gt=0)
+    boot_failure_probability: float = Field(0.0, ge=0, le=1)
+    initial_mode: str = "DPU"
+    initial_version: str | None = None  # what the DPU runs before DPF installs anything (unknown by default)
+
+
+@dataclass
+class StagedImage:
+    version: str
+    kind: str  # "bfb" | "cfg"
+    size: int
+    sha256: str | None = None
+    content: bytes | None = None
+
+
+@dataclass
+class BlueField:
+    name: str
+    record: DpuRecord
+    mode: str = "DPU"
+    installed_version: str | None = None
+    state: DpuState = DpuState.RUNNING
+    os_booted: bool = True
+    reboot_status: str = STATUS_SUCCESS
+    staged: dict[str, StagedImage] = field(default_factory=dict)
+    pending_activation: tuple[str, str | None] | None = None  # (bfb version, cfg version) when no_reboot
+    bfcfg: bytes | None = None  # bf.cfg of the running install
+    dms_address: str | None = None
+    dms_running: bool = False
+    joined: bool = False
+    boot_fault: str | None = None  # "fail" | "hang": the next boot does that (fault injection)
+    generation: int = 0  # bumped by every reset; an older boot sequence stops at its next step
+    installs: int = 0  # completed flashes
+    flashes_started: int = 0
+    flashing: int = 0  # flashes in progress right now (an invariant: never above 1)
+    max_flashing: int = 0
+    boots: int = 0
+    last_boot: float | None = None
+    history: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return self.record.host
+
+    @property
+    def rebooting(self) -> bool:
+        return self.state in (DpuState.FLASHING, DpuState.BOOTING, DpuState.HUNG, DpuState.OFF)
+
+
+OnBooted = Callable[[BlueField], bool | None]
+
+
+class BlueFields:
+    """Every BlueField of the fleet plus the DMS op handlers (register them on an Executor)."""
+
+    def __init__(self, env: simpy.Environment, net: Network, directory: BfbDirectory,
+                 params: BlueFieldParams | None = None, streams: Streams | None = None,
+                 on_booted: OnBooted | None = None) -> None:
+        self.env = env
+        self.net = net
+        self.fleet = net.fleet
+        self.directory = directory
+        self.params = params or BlueFieldParams()
+        self.streams = (streams or Streams(0)).child("bluefield")
+        self.on_booted = on_booted
+        self.hosts: Hosts | None = None
+        self.dpus: dict[str, BlueField] = {
+            name: BlueField(name, rec, mode=self.params.initial_mode, installed_version=self.params.initial_version)
+            for name, rec in self.fleet.dpus.items()
+        }
+        self._by_address: dict[str, str] = {}
+        self.flashing_now = 0
+        self.max_flashing_now = 0
+        self.ops = 0
+        self.timeouts = 0
+
+    def get(self, name: str) -> BlueField:
+        return self.dpus[name]
+
+    def rng(self, dpu: str) -> Any:
+        return self.streams.get(dpu)
+
+    # --- what the composition tells the model ------------------------------------------------------------
+    def mark_dms_running(self, dpu: str, address: str | None, running: bool = True) -> None:
+        """The DMS pod `<dpu>-dms` is Running at `address` (`<podIP>:9339`), or no longer."""
+        bf = self.dpus[dpu]
+        if bf.dms_address is not None and self._by_address.get(bf.dms_address) == dpu:
+            del self._by_address[bf.dms_address]
+        bf.dms_running = running
+        bf.dms_address = address
+        if address is not None:
+            self._by_address[address] = dpu
+
+    def dms_reachable(self, address: str) -> bool:
+        dpu = self._by_address.get(address)
+        return dpu is not None and self._serving(self.dpus[dpu])
+
+    def _serving(self, bf: BlueField) -> bool:
+        # The DMS runs on the host (hostNetwork pod), so it answers while the host is up, whatever the DPU does.
+        return bf.dms_running and (self.hosts is None or self.hosts.is_up(bf.host))
+
+    # --- op handlers -------------------------------------------------------------------------------------
+    def register(self, executor: Any) -> None:
+        executor.register(GnmiSetMode, self.set_mode)
+        executor.register(OsInstall, self.os_install)
+        executor.register(OsActivate, self.os_activate)
+        executor.register(RebootStatusOp, self.reboot_status)
+
+    def _resolve(self, target: DmsTarget) -> BlueField:
+        name = self._by_address.get(target.address) or target.dpu.rsplit("/", 1)[-1]
+        bf = self.dpus.get(name)
+        if bf is None or not self._serving(bf):
+            raise OpError(f"dial {target.address}: connection refused", "Unavailable")
+        return bf
+
+    def _bounded(self, what: str, body: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        """Run `body` under the DMS exec timeout; on the deadline the body is interrupted (freeing its
+        bandwidth) and the caller gets DeadlineExceeded, as grpc reports an expired server context."""
+        self.ops += 1
+        proc = self.env.process(_interruptible(body))
+        deadline = self.env.timeout(self.params.exec_timeout)
+        try:
+            yield proc | deadline
+        except simpy.Interrupt:
+            if proc.is_alive:
+                proc.interrupt("cancelled")
+            raise
+        except OpError as e:
+            raise original_error(e) from None
+        if proc.triggered:
+            if not proc.ok:
+                error = proc.value
+                raise error if isinstance(error, BaseException) else OpError(str(error))
+            return proc.value
+        proc.interrupt("deadline")
+        self.timeouts += 1
+        raise OpError(f"{what}: context deadline exceeded after {self.params.exec_timeout:g}s", "DeadlineExceeded")
+
+    def _latency(self, bf: BlueField, d: Duration | None = None) -> simpy.Event:
+        return self.env.timeout((d or self.params.dms_latency).sample(self.rng(bf.name)))
+
+    def set_mode(self, op: GnmiSetMode) -> Generator[Any, Any, None]:
+        bf = self._resolve(op.target)
+
+        def body() -> Generator[Any, Any, None]:
+            yield self._latency(bf, self.params.gnmi_set_latency)
+            bf.mode = op.mode
+            self._log(bf, f"mode={op.mode}")
+
+        yield from self._bounded(f"gNMI Set mode on {bf.name}", body())
+
+    def os_install(self, op: OsInstall) -> Generator[Any, Any, str]:
+        bf = self._resolve(op.target)
+
+        def body() -> Generator[Any, Any, str]:
+            yield self._latency(bf)  # TransferRequest -> TransferReady
+            if op.content is not None:
+                if len(op.content) > BFCFG_MAX_SIZE:
+                    raise OpError(f"{op.version}: {len(op.content)} bytes exceeds {BFCFG_MAX_SIZE}", "InvalidArgument")
+                yield self._latency(bf)
+                bf.staged[op.version] = StagedImage(op.version, "cfg", len(op.content), content=op.content)
+            elif op.file_name is not None:
+                f = self.directory.get(op.file_name)
+                if f is None or not f.complete:
+                    raise OpError(f"open /bfb/{op.file_name}: no such file or directory", "NotFound")
+                flow = self.net.transfer(self.fleet.bfb_share, bf.name, f.size, max_rate=self.params.rshim_rate,
+                                         tag=f"os-install:{bf.name}")
+                try:
+                    yield flow
+                finally:
+                    if not flow.triggered:
+                        self.net.cancel(flow)
+                kind = "cfg" if op.version.endswith(".cfg") else "bfb"
+                bf.staged[op.version] = StagedImage(op.version, kind, f.size, f.sha256, f.content)
+            else:
+                raise OpError("OS.Install without content", "InvalidArgument")
+            yield self._latency(bf)  # TransferEnd -> Validated
+            self._log(bf, f"staged {op.version}")
+            return op.version
+
+        result: str = yield from self._bounded(f"OS.Install {op.version} on {bf.name}", body())
+        return result
+
+    def os_activate(self, op: OsActivate) -> Generator[Any, Any, None]:
+        bf = self._resolve(op.target)
+
+        def body() -> Generator[Any, Any, None]:
+            yield self._latency(bf)
+            versions = [v for v in op.version.split(";") if v]
+            missing = [v for v in versions if v not in bf.staged]
+            if missing:
+                raise OpError(f"OS.Activate {op.version}: version {', '.join(missing)} not installed", "NonExistentVersion")
+            bfbs = [v for v in versions if bf.staged[v].kind == "bfb"]
+            cfgs = [v for v in versions if bf.staged[v].kind == "cfg"]
+            if len(bfbs) != 1:
+                raise OpError(f"OS.Activate {op.version}: need exactly one BFB image", "InvalidArgument")
+            activation = (bfbs[0], cfgs[0] if cfgs else None)
+            if op.no_reboot:
+                bf.pending_activation = activation
+                return
+            self.reboot(bf.name, flash=activation)
+
+        yield from self._bounded(f"OS.Activate {op.version} on {bf.name}", body())
+
+    def reboot_status(self, op: RebootStatusOp) -> Generator[Any, Any, RebootStatusResult]:
+        bf = self._resolve(op.target)
+
+        def body() -> Generator[Any, Any, RebootStatusResult]:
+            yield self._latency(bf)
+            if bf.rebooting:
+                return RebootStatusResult(active=True, status=STATUS_UNKNOWN, message=f"DPU {bf.state}")
+            return RebootStatusResult(active=False, status=bf.reboot_status,
+                                      message="" if bf.reboot_status == STATUS_SUCCESS else f"DPU {bf.state}")
+
+        result: RebootStatusResult = yield from self._bounded(f"RebootStatus on {bf.name}", body())
+        return result
+
+    # --- the DPU's own life --------------------------------------------------------------------------------
+    def arm_off(self, dpu: str) -> None:
+        """`mlxfwreset ... -l 1 reset`: the ARM cores stop ("System Off") until the chip is reset."""
+        bf = self.dpus[dpu]
+        bf.generation += 1
+        bf.state = DpuState.OFF
+        bf.os_booted = False
+        bf.joined = False
+        self._log(bf, "ARM off")
+
+    def reboot(self, dpu: str, flash: tuple[str, str | None] | None = None) -> None:
+        """Reset the DPU now: flash `flash` (bfb version, cfg version) first if given, else a plain boot
+        (a staged no_reboot activation is flashed at this boot, as the DMS does)."""
+        bf = self.dpus[dpu]
+        if flash is None and bf.pending_activation is not None:
+            flash, bf.pending_activation = bf.pending_activation, None
+        bf.generation += 1
+        self.env.process(self._boot(bf, bf.generation, flash))
+
+    def _boot(self, bf: BlueField, gen: int, flash: tuple[str, str | None] | None) -> Generator[Any, Any, None]:
+        rng = self.rng(bf.name)
+        bf.os_booted = False
+        bf.joined = False
+        fresh = False
+        if flash is not None:
+            image = bf.staged[flash[0]]
+            bf.state = DpuState.FLASHING
+            bf.flashes_started += 1
+            bf.flashing += 1
+            bf.max_flashing = max(bf.max_flashing, bf.flashing)
+            self.flashing_now += 1
+            self.max_flashing_now = max(self.max_flashing_now, self.flashing_now)
+            self._log(bf, f"flashing {flash[0]}")
+            try:
+                yield self.env.timeout(image.size / self.params.flash_rate)
+            finally:
+                bf.flashing -= 1
+                self.flashing_now -= 1
+            if gen != bf.generation:
+                return  # reset mid-flash: the install is lost (the DPU boots what a later reset says)
+            bf.installed_version = flash[0]
+            bf.bfcfg = bf.staged[flash[1]].content if flash[1] is not None else None
+            bf.installs += 1
+            fresh = True
+        bf.state = DpuState.BOOTING
+        self._log(bf, "booting")
+        fault, bf.boot_fault = bf.boot_fault, None
+        if fault == "hang":
+            bf.state = DpuState.HUNG
+            self._log(bf, "hung")
+            return
+        boot = self.params.boot_time.sample(rng)
+        failed = fault == "fail" or (self.params.boot_failure_probability > 0
+                                     and rng.random() < self.params.boot_failure_probability)
+        yield self.env.timeout(boot)
+        if gen != bf.generation:
+            return
+        if failed:
+            bf.state = DpuState.FAILED
+            bf.reboot_status = STATUS_FAILURE
+            self._log(bf, "boot failed")
+            return
+        bf.state = DpuState.RUNNING
+        bf.os_booted = True
+        bf.reboot_status = STATUS_SUCCESS
+        bf.boots += 1
+        bf.last_boot = self.env.now
+        self._log(bf, "booted")
+        if fresh:
+            yield self.env.timeout(self.params.cloud_init_time.sample(rng))
+            if gen != bf.generation:
+                return
+        yield self.env.timeout(self.params.join_time.sample(rng))
+        while gen == bf.generation:
+            if self.on_booted is None or self.on_booted(bf) is not False:
+                bf.joined = True
+                self._log(bf, "joined")
+                return
+            yield self.env.timeout(JOIN_RETRY)
+
+    def _log(self, bf: BlueField, what: str) -> None:
+        bf.history.append((self.env.now, what))
+
+    def install_counts(self) -> dict[str, int]:
+        return {name: bf.installs for name, bf in self.dpus.items()}
+
+
+def _interruptible(body: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """An op body as a process that ends quietly when interrupted (nobody waits on it any more)."""
+    try:
+        return (yield from body)
+    except simpy.Interrupt:
+        return None
+

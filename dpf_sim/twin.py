@@ -1,0 +1,229 @@
+"""The twin: one simulated world (fleet, models, stores) with the core controllers running on SimPy time.
+
+`Twin` is what the scenario runner, `dpf run`, `dpf serve` and the tests drive. It owns the SimPy
+environment, the host cluster's store, one store per DPU cluster, the models, and the SimDriver that runs
+the core controllers. User actions (apply, patch, delete, power-cycle) are plain method calls made at the
+current simulated time; `run(until)` advances time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from dpf_core.api import admission, registry
+from dpf_core.api.meta import KubeObject
+from dpf_core.errors import NotFound
+from dpf_core.runtime import DEFAULT_EPOCH, parse_rfc3339
+from dpf_core.store.memory import MemoryStore
+from dpf_core.store.protocol import PatchType, WatchEvent
+
+from .engine import CostModel, EventLog, SimClock, SimDriver, describe
+
+
+@dataclass
+class TwinConfig:
+    seed: int = 0
+    epoch: str = "2025-01-01T00:00:00Z"
+    cost: CostModel = field(default_factory=CostModel)
+    keep_log: bool = True
+    # Fleet and model parameters (dpf_sim.fleet.FleetSpec, model overrides) as plain data; the composition
+    # validates them.
+    fleet: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+    # Write core/v1 Events into the stores (off for scale runs: they are counted either way).
+    record_events: bool = True
+
+
+def resolve_kind(kind: str) -> type[KubeObject]:
+    """A kind as users write it: "DPU", "dpus", "dpu" (short name), or "provisioning.dpu.nvidia.com/v1alpha1/DPU"."""
+    registry.load_all()
+    if "/" in kind:
+        api_version, _, k = kind.rpartition("/")
+        cls = registry.lookup(api_version, k)
+        if cls is not None:
+            return cls
+    wanted = kind.lower()
+    for cls in registry.all_kinds():
+        info = cls.KIND
+        if wanted in (info.kind.lower(), info.plural, info.singular, *info.short_names):
+            # DPF's kinds win over external ones of the same name.
+            return cls
+    raise NotFound(f'the server doesn\'t have a resource type "{kind}"')
+
+
+class Twin:
+    def __init__(self, config: TwinConfig | None = None) -> None:
+        self.config = config or TwinConfig()
+        self.env = simpy.Environment()
+        epoch = parse_rfc3339(self.config.epoch) if self.config.epoch else DEFAULT_EPOCH
+        self.clock = SimClock(self.env, epoch)
+        self.log = EventLog(keep=self.config.keep_log)
+        self.driver = SimDriver(self.env, self.clock, self.config.cost)
+        self.host = self.new_store("host")
+        self.dpu_clusters: dict[str, MemoryStore] = {}
+        self._listeners: list[Callable[[str, WatchEvent], None]] = []
+        self._compose()
+
+    # ---- stores ------------------------------------------------------------------------------------
+
+    def new_store(self, name: str) -> MemoryStore:
+        seed = self.config.seed * 1_000_003 + sum(name.encode())
+        store = MemoryStore(self.clock.now, name=name, seed=seed)
+        store.subscribe(self._observer(name))
+        return store
+
+    def _observer(self, store_name: str) -> Callable[[WatchEvent], None]:
+        def observe(ev: WatchEvent) -> None:
+            self.driver.count_write(ev)
+            self.log.write(self.env.now, f"{store_name} {describe(ev)}")
+            for listener in self._listeners:
+                listener(store_name, ev)
+
+        return observe
+
+    def on_event(self, listener: Callable[[str, WatchEvent], None]) -> None:
+        """Every committed change in every store of the twin, as (store name, event), in commit order."""
+        self._listeners.append(listener)
+
+    def stores(self) -> dict[str, MemoryStore]:
+        return {"host": self.host, **self.dpu_clusters}
+
+    def dpu_cluster_store(self, namespace: str, name: str) -> MemoryStore | None:
+        return self.dpu_clusters.get(f"{namespace}/{name}")
+
+    # ---- user actions ------------------------------------------------------------------------------
+
+    def apply(self, manifests: list[Mapping[str, Any]], store: str = "host") -> list[KubeObject]:
+        """kubectl apply: create what is new, merge-patch what exists (admission runs either way)."""
+        target = self.stores()[store]
+        out: list[KubeObject] = []
+        for raw in manifests:
+            cls = admission.model_for(raw)
+            md = raw.get("metadata") or {}
+            name, ns = md.get("name"), md.get("namespace")
+            if cls.KIND.namespaced and not ns:
+                ns = "default"
+                raw = {**raw, "metadata": {**md, "namespace": ns}}
+            existing = target.try_get(cls, name, ns) if name else None
+            if existing is None:
+                out.append(target.create(admission.decode(raw, cls)))
+            else:
+                body = {k: v for k, v in raw.items() if k not in ("status",)}
+                out.append(target.patch(cls, name, ns, body, "merge"))
+        return out
+
+    def patch(self, kind: str, name: str, namespace: str | None, patch: Any, patch_type: PatchType = "merge",
+              store: str = "host") -> KubeObject:
+        return self.stores()[store].patch(resolve_kind(kind), name, namespace, patch, patch_type)
+
+    def delete(self, kind: str, name: str, namespace: str | None, store: str = "host") -> None:
+        self.stores()[store].delete(resolve_kind(kind), name, namespace)
+
+    # ---- time --------------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def run(self, until: float) -> None:
+        """Advance simulated time to `until` seconds since the start."""
+        if until > self.env.now:
+            self.env.run(until=until)
+
+    def metrics(self) -> dict[str, Any]:
+        per_controller: dict[str, Any] = {}
+        for m in self.driver.managers:
+            for c in m.controllers:
+                per_controller[f"{m.name}/{c.name}"] = c.metrics()
+        return {
+            "reconciles": self.driver.reconciles,
+            "store_writes": sum(1 for _ in ()) + self.log.count,
+            "controllers": per_controller,
+        }
+
+    # ---- composition -------------------------------------------------------------------------------
+
+    def _compose(self) -> None:
+        """Wire models, ports and the core controllers (the same composition the operator hosts)."""
+        from dpf_core.api.provisioning import BFB
+        from dpf_core.controllers import bfb, dpu, dpucluster, dpuset, kamaji_cluster_manager, static_cluster_manager
+        from dpf_core.controllers.options import ProvisioningOptions
+        from dpf_core.ports import Ports
+        from dpf_core.runtime import EventRecorder, Manager, MemoryRecorder
+
+        from .cluster import ClusterParams, ClusterWorld, SimClusterClients
+        from .fleet import FleetSpec, build_fleet
+        from .models.bfbserver import BfbDirectory, BfbServerParams, BfbServers
+        from .models.bluefield import BlueFieldParams, BlueFields
+        from .models.host import HostParams, Hosts
+        from .net import Network
+        from .rng import Streams
+        from .tasks import Executor, SimTasks
+        from .worldports import SimBfbStore, SimDms, SimHostExec
+
+        models = dict(self.config.models)
+        self.streams = Streams(self.config.seed)
+        self.fleet = build_fleet(FleetSpec.model_validate(self.config.fleet))
+        self.net = Network(self.env, self.fleet)
+        self.bfb_dir = BfbDirectory()
+        self.bfb_servers = BfbServers(self.env, self.net, self.bfb_dir, BfbServerParams.model_validate(models.get("bfbServer", {})),
+                                      self.streams)
+        self.serve_any_bfb = bool(models.get("serveAnyBfb", True))
+        self.bluefields = BlueFields(self.env, self.net, self.bfb_dir, BlueFieldParams.model_validate(models.get("blueField", {})),
+                                     self.streams)
+        self.hosts = Hosts(self.env, self.bluefields, HostParams.model_validate(models.get("host", {})), self.streams)
+        executor = Executor()
+        self.bluefields.register(executor)
+        self.hosts.register(executor)
+        executor.register(_download_op_type(), self.bfb_servers.download)
+        self.manager: Manager | None = None
+        self.tasks = SimTasks(self.env, executor, epoch=self.clock.epoch, on_done=self._task_done)
+        self.world = ClusterWorld(self.env, self.clock, self.host, self.dpu_clusters, self.new_store, self.bluefields, self.hosts,
+                                  ClusterParams.model_validate(models.get("cluster", {})), self.streams.get("cluster"))
+        self.world.register_host_nodes()
+        if self.serve_any_bfb:
+            self.host.subscribe(self._serve_bfb, [BFB])
+        self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
+                           host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
+        options = ProvisioningOptions(**models.get("provisioning", {}))
+        self.recorded = MemoryRecorder(keep=False)
+
+        def recorder(component: str) -> Any:
+            return EventRecorder(self.host, self.clock, component) if self.config.record_events else self.recorded
+
+        manager = Manager(self.host, self.clock, recorder, self.ports, name="provisioning")
+        for module in (bfb, dpuset, dpu, dpucluster, kamaji_cluster_manager, static_cluster_manager):
+            manager.add(module.controller(options))
+        self.manager = manager
+        self.driver.add(manager)
+
+    def _serve_bfb(self, ev: WatchEvent) -> None:
+        if ev.type == "ADDED":
+            url = getattr(getattr(ev.object, "spec", None), "url", None)
+            if url and url not in self.bfb_servers.catalogue:
+                self.bfb_servers.add(url)
+
+    def _task_done(self, key: str, status: Any) -> None:
+        """A finished task wakes its owner at once (DPF's 5 s poll would find it a little later)."""
+        kind, _, rest = key.partition("/")
+        ns, _, name = rest.partition("/")
+        if self.manager is None or not name:
+            return
+        from dpf_core.runtime import Request
+
+        target = {"download": "bfb", "install": "dpu", "reboot": "dpu", "powercycle": "dpu"}.get(kind)
+        if target is not None:
+            self.manager.controller(target).enqueue(Request(ns, name))
+
+    def power_cycle(self, host: str) -> None:
+        self.hosts.reboot(host, self.hosts.params.power_cycle_time.sample(self.streams.get(f"powercycle/{host}")), power_cycle=True)
+
+
+def _download_op_type() -> type:
+    from dpf_core.ports.ops import DownloadBfb
+
+    return DownloadBfb
