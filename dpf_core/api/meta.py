@@ -194,6 +194,17 @@ class KubeObject(Model):
     def key(self) -> tuple[str | None, str]:
         return (self.metadata.namespace, self.metadata.name or "")
 
+    def controller_ref(self) -> OwnerReference:
+        """The ownerReference a dependent gets when this object is its controller (blocks owner deletion)."""
+        return OwnerReference(
+            api_version=self.KIND.api_version,
+            kind=self.KIND.kind,
+            name=self.name,
+            uid=self.metadata.uid or "",
+            controller=True,
+            block_owner_deletion=True,
+        )
+
     def deepcopy(self) -> Self:
         """A private, mutable copy. Objects returned by a store are shared snapshots: copy before editing."""
         return type(self).model_validate(self.model_dump(by_alias=True, exclude_none=True))

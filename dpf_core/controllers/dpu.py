@@ -192,14 +192,7 @@ def kubeconfig_of(secret: Secret) -> bytes | None:
 
 
 def _controller_ref(dpu: DPU) -> OwnerReference:
-    return OwnerReference(
-        api_version=DPU.KIND.api_version,
-        kind=DPU.KIND.kind,
-        name=dpu.name,
-        uid=dpu.metadata.uid or "",
-        controller=True,
-        block_owner_deletion=True,
-    )
+    return dpu.controller_ref()
 
 
 # --- ports ----------------------------------------------------------------------------------------------

@@ -166,14 +166,7 @@ def desired_dpu(dpu_set: DPUSet, node: Node, index: int) -> DPU:
 
 
 def _controller_ref(dpu_set: DPUSet) -> OwnerReference:
-    return OwnerReference(
-        api_version=DPUSet.KIND.api_version,
-        kind=DPUSet.KIND.kind,
-        name=dpu_set.name,
-        uid=dpu_set.metadata.uid or "",
-        controller=True,
-        block_owner_deletion=True,
-    )
+    return dpu_set.controller_ref()
 
 
 # --- the reconciler -----------------------------------------------------------------------------------
