@@ -31,8 +31,8 @@ sysdeps:
 	else echo "sysdeps: not root or no apt-get; real-component tests will skip (or fail under DPF_REQUIRE_REAL=1)"; fi
 
 demo: venv
-	$(BIN)/dpf crds --out out/crds
 	$(BIN)/dpf validate samples/*.yaml
+	$(BIN)/dpf run scenarios/quickstart.yaml --report out/quickstart-report.json
 
 lint: venv
 	$(BIN)/ruff check dpf_core dpf_sim dpf_hw dpf_cli tests benchmarks
