@@ -40,7 +40,7 @@ def _documents(path: Path) -> Iterator[tuple[int, int, Any]]:
                 continue
             yield index, node.start_mark.line + 1, loader.construct_document(node)
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
 
 
 def _ident(doc: Mapping[str, Any]) -> str:

@@ -38,6 +38,11 @@ class TwinConfig:
     record_events: bool = True
 
 
+# The twin wakes a DPU when what it waits for happens (task done, host up, its DPU-cluster Node changed), so
+# these waits need no 5 s poll; phases advance at the same simulated time (docs/models.md).
+TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 300.0}
+
+
 def resolve_kind(kind: str) -> type[KubeObject]:
     """A kind as users write it: "DPU", "dpus", "dpu" (short name), or "provisioning.dpu.nvidia.com/v1alpha1/DPU"."""
     registry.load_all()
@@ -74,6 +79,11 @@ class Twin:
         seed = self.config.seed * 1_000_003 + sum(name.encode())
         store = MemoryStore(self.clock.now, name=name, seed=seed)
         store.subscribe(self._observer(name))
+        if name != "host":
+            from dpf_core.api.external import Node
+
+            # A DPU's Node changing in its DPU cluster wakes the DPU (the DPU controller polls it in DPF).
+            store.subscribe(self._dpu_cluster_node, [Node])
         return store
 
     def _observer(self, store_name: str) -> Callable[[WatchEvent], None]:
@@ -149,7 +159,7 @@ class Twin:
 
     def _compose(self) -> None:
         """Wire models, ports and the core controllers (the same composition the operator hosts)."""
-        from dpf_core.api.provisioning import BFB
+        from dpf_core.api.provisioning import BFB, DPU
         from dpf_core.controllers import bfb, dpu, dpucluster, dpuset, kamaji_cluster_manager, static_cluster_manager
         from dpf_core.controllers.options import ProvisioningOptions
         from dpf_core.ports import Ports
@@ -189,7 +199,10 @@ class Twin:
             self.host.subscribe(self._serve_bfb, [BFB])
         self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
                            host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
-        options = ProvisioningOptions(**models.get("provisioning", {}))
+        options = ProvisioningOptions(**{**TWIN_POLLS, **models.get("provisioning", {})})
+        self.hosts.on_up = self._host_up
+        self._dpu_namespace: dict[str, str] = {}
+        self.host.subscribe(self._track_dpu, [DPU])
         self.recorded = MemoryRecorder(keep=False)
 
         def recorder(component: str) -> Any:
@@ -200,6 +213,27 @@ class Twin:
             manager.add(module.controller(options))
         self.manager = manager
         self.driver.add(manager)
+
+    def _track_dpu(self, ev: WatchEvent) -> None:
+        if ev.type == "DELETED":
+            self._dpu_namespace.pop(ev.object.name, None)
+        else:
+            self._dpu_namespace[ev.object.name] = ev.object.namespace or ""
+
+    def wake_dpu(self, name: str) -> None:
+        """Enqueue the DPU named `name` (what DPF's 5 s poll would notice a little later)."""
+        ns = self._dpu_namespace.get(name)
+        if ns is not None and self.manager is not None:
+            from dpf_core.runtime import Request
+
+            self.manager.controller("dpu").enqueue(Request(ns, name))
+
+    def _host_up(self, host: Any) -> None:
+        for d in self.fleet.hosts[host.name].dpus:
+            self.wake_dpu(d.name)
+
+    def _dpu_cluster_node(self, ev: WatchEvent) -> None:
+        self.wake_dpu(ev.object.name)
 
     def _serve_bfb(self, ev: WatchEvent) -> None:
         if ev.type == "ADDED":

@@ -459,6 +459,8 @@ class _Pass:
     dpu: DPU
     status: DPUStatus
     after_write: list[Callable[[], None]] = field(default_factory=list)
+    # How long until the next poll when nothing changed (options.requeue unless the handler knows better).
+    poll: float | None = None
 
     @property
     def client(self) -> Client:
@@ -763,8 +765,10 @@ def os_installing(p: _Pass) -> None:
         status = None
     if status is None:
         p.reconciler.start_install(p, bfb, started)
+        p.poll = p.options.task_poll
         return
     if not status.done:
+        p.poll = p.options.task_poll
         return
     if status.state is TaskState.SUCCEEDED:
         labels = {BFB_VERSION_NODE_LABEL: bfb_version_from_url(bfb.spec.url), HOST_NODE_LABEL: p.dpu.spec.node_name}
@@ -808,6 +812,7 @@ def rebooting(p: _Pass) -> None:
         p.set(DPUConditionType.REBOOTED, False, DPUConditionReason.INVALID_STATE, message)
         raise DPUError(message)
     uptime = _host_exec(p.ctx).uptime(p.dpu.spec.node_name)
+    p.poll = p.options.reboot_wait_poll
     if uptime is None:
         raise DPUError(f"cannot read the uptime of host {p.dpu.spec.node_name}: it is probably rebooting")
     # The host rebooted iff it has been up for less time than DMS has been running since before the install.
@@ -840,13 +845,16 @@ def rebooting(p: _Pass) -> None:
                 tasks.forget(reboot_key)
             node_name = spec.node_name
             tasks.start(reboot_key, lambda: power_cycle_procedure(node_name, command))
+            p.poll = p.options.task_poll
         return
     pci = pci_address_from_labels(p.dpu.metadata.labels, remove_prefix=True)
     if task is None:
         node_name = spec.node_name
         tasks.start(reboot_key, lambda: warm_reboot_procedure(node_name, pci, command))
+        p.poll = p.options.task_poll
         return
     if not task.done:
+        p.poll = p.options.task_poll
         return
     if task.state is TaskState.SUCCEEDED:
         # Phase stays Rebooting until the uptime check sees the host come back.
@@ -893,6 +901,7 @@ def ready(p: _Pass) -> None:
     if p.deleting:
         p.status.phase = DPUPhase.DELETING
         return
+    p.poll = p.options.ready_poll
     try:
         if p.client.try_get(Pod, dms_pod_name(p.dpu.name), p.namespace) is None:
             create_dms_pod(p)
@@ -1044,7 +1053,7 @@ class DPUReconciler:
             return DONE
         self.allocator.save_assigned_dpu(dpu)
 
-        p = _Pass(ctx, self, dpu, dpu.status.model_copy(deep=True))
+        p = _Pass(ctx, self, dpu, dpu.status.clone())
         handler = PHASES.get(dpu.status.phase, initializing)
         err: Exception | None = None
         try:
@@ -1066,7 +1075,7 @@ class DPUReconciler:
             hook()
         if p.status.phase != DPUPhase.ERROR:
             # DPF drops the handler's error here: the 5 s poll retries anyway.
-            return Result(requeue_after=self.options.requeue)
+            return Result(requeue_after=p.poll or self.options.requeue)
         if err is not None:
             raise err
         return DONE

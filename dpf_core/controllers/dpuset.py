@@ -235,6 +235,11 @@ def create_missing(ctx: Context, dpu_set: DPUSet, nodes: Mapping[str, Node]) -> 
     for node_name in sorted(nodes):
         node = nodes[node_name]
         for index in dpu_indices(dpu_set.spec.dpu_selector, node.metadata.labels):
+            pci = node.metadata.labels.get(dpu_pci_address_label(index))
+            if pci and dpu_name(node.name, pci) in existing:
+                # Cheap check first: building the desired DPU is the expensive part of a pass, and a pass
+                # runs on every event of every owned DPU.
+                continue
             try:
                 dpu = desired_dpu(dpu_set, node, index)
                 if dpu.name in existing:

@@ -17,6 +17,12 @@ class ProvisioningOptions:
     dms_pod_timeout: float = 300.0  # `--dms-pod-timeout`
     dms_port: int = 9339
     requeue: float = 5.0  # BFB/DPU: requeue when nothing changed
+    # DPF polls every DPU every 5 s whatever it waits for. A world that wakes the DPU itself when the thing
+    # it waits for happens (its Tasks port on completion, host up, DPU-cluster Node events) may poll those
+    # waits less often without changing when a phase advances; the twin does, production keeps DPF's 5 s.
+    task_poll: float = 5.0  # waiting on its own running install / reboot task
+    reboot_wait_poll: float = 5.0  # waiting for the host to come back (uptime check) or a manual reboot
+    ready_poll: float = 5.0  # the Ready phase's self-healing check
     activate_attempts: int = 10
     activate_timeout: float = 1800.0  # OS.Activate context: 30 minutes
     reboot_status_poll: float = 3.0

@@ -13,8 +13,13 @@ class OpError(Exception):
     """An operation failed; `reason` is a short machine word (e.g. "Unavailable", "NotFound", "Checksum")."""
 
     def __init__(self, message: str, reason: str = "Failed") -> None:
-        super().__init__(message)
+        # Both in args: SimPy (and pickling) rebuild an exception from its args.
+        super().__init__(message, reason)
+        self.message = message
         self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class PowerCycle:
 class SetNumVfs:
     pci_address: str  # PF "0000:04:00.0"
     num_vfs: int
+    node: str = ""  # the host, for a world that executes ops for many hosts
 
 
 @dataclass(frozen=True)
@@ -116,3 +122,4 @@ class EnslaveVf:
     pci_address: str
     bridge: str = "br-dpu"
     mtu: int = 1500
+    node: str = ""
