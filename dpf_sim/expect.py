@@ -485,6 +485,8 @@ class MaxUnavailable(Invariant):
         st = self.sets.get(key)
         if st is None or not st.rolling or st.deleting or not self._wanted(key) or self.passed is not None:
             return
+        if len(st.unavailable) <= 1:
+            return  # the budget is never below 1
         limit = self.budget(st)
         if len(st.unavailable) > limit:
             offending = []

@@ -19,6 +19,8 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
 from dpf_core.api.meta import KubeObject
 from dpf_core.api.provisioning import DPU, DPUPhase
 from dpf_core.errors import ApiError
@@ -186,9 +188,16 @@ class Runner:
         self.show_progress = self.stream.isatty() if progress is None else progress
         try:
             self.twin = Twin(self.config)
+        except ValidationError as e:
+            # The composition validates model parameters (and the fleet, checked at load time already).
+            where = loaded.where(("models",) if self.scenario.models else ("fleet",))
+            raise ScenarioError([
+                f"{where}: the twin rejected the scenario: {e.title}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                for err in e.errors(include_url=False)
+            ]) from None
         except (ValueError, TypeError, KeyError) as e:
-            # The composition validates fleet and model parameters; those are scenario errors too.
-            raise ScenarioError([f"{loaded.where(('fleet',))}: the twin rejected the scenario: {e}"]) from None
+            where = loaded.where(("models",) if self.scenario.models else ("fleet",))
+            raise ScenarioError([f"{where}: the twin rejected the scenario: {e}"]) from None
         self.env = self.twin.env
         self.phases = PhaseTracker()
         self.checks: list[Check] = []

@@ -43,9 +43,9 @@ from .durations import parse_seconds
 
 DEFAULT_EPOCH = "2025-01-01T00:00:00Z"
 
-# Which part of the path names the thing (used to find the line of a field and to print its path).
+# A field's place in the scenario file: map keys and list indices from the root (`timeline[2].at`).
 PathPart = str | int
-Path_ = tuple[PathPart, ...]
+FieldPath = tuple[PathPart, ...]
 
 
 class ScenarioError(Exception):
@@ -339,8 +339,8 @@ def json_schema() -> dict[str, Any]:
 @dataclass
 class _Doc:
     data: Any
-    lines: dict[Path_, int]  # path -> 1-based line of its key (or of the item, for list entries)
-    duplicates: list[tuple[Path_, int]]
+    lines: dict[FieldPath, int]  # path -> 1-based line of its key (or of the item, for list entries)
+    duplicates: list[tuple[FieldPath, int]]
 
 
 def _compose(text: str) -> tuple[yaml.Node | None, yaml.SafeLoader]:
@@ -348,7 +348,7 @@ def _compose(text: str) -> tuple[yaml.Node | None, yaml.SafeLoader]:
     return loader.get_single_node(), loader
 
 
-def _index(node: yaml.Node, path: Path_, lines: dict[Path_, int], dups: list[tuple[Path_, int]]) -> None:
+def _index(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int], dups: list[tuple[FieldPath, int]]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -371,15 +371,15 @@ def _load_yaml(text: str) -> _Doc:
     try:
         if node is None:
             return _Doc(None, {}, [])
-        lines: dict[Path_, int] = {(): node.start_mark.line + 1}
-        dups: list[tuple[Path_, int]] = []
+        lines: dict[FieldPath, int] = {(): node.start_mark.line + 1}
+        dups: list[tuple[FieldPath, int]] = []
         _index(node, (), lines, dups)
         return _Doc(loader.construct_document(node), lines, dups)
     finally:
         loader.dispose()
 
 
-def format_path(path: Path_) -> str:
+def format_path(path: FieldPath) -> str:
     out = ""
     for p in path:
         if isinstance(p, int):
@@ -389,7 +389,7 @@ def format_path(path: Path_) -> str:
     return out or "<root>"
 
 
-def _line_of(lines: Mapping[Path_, int], path: Path_) -> int:
+def _line_of(lines: Mapping[FieldPath, int], path: FieldPath) -> int:
     """The line of the deepest part of `path` present in the file (a missing field points at its parent)."""
     for n in range(len(path), -1, -1):
         line = lines.get(path[:n])
@@ -398,7 +398,7 @@ def _line_of(lines: Mapping[Path_, int], path: Path_) -> int:
     return 1
 
 
-def _resolve_loc(raw: Any, loc: tuple[int | str, ...]) -> tuple[Path_, bool]:
+def _resolve_loc(raw: Any, loc: tuple[int | str, ...]) -> tuple[FieldPath, bool]:
     """A pydantic error loc -> the path through the input it names; union member tags and validator names
     in the loc are skipped because they name no input key. The flag says whether the path exists."""
     path: list[PathPart] = []
@@ -446,7 +446,7 @@ class LoadedScenario:
     path: Path | None
     # Per timeline index: the raw manifests the apply step applies, in order (files read and decoded).
     manifests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    lines: dict[Path_, int] = field(default_factory=dict)
+    lines: dict[FieldPath, int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -463,18 +463,18 @@ class LoadedScenario:
         step = self.scenario.timeline[index]
         return f"step {index}" + (f" ({step.name})" if step.name else "")
 
-    def where(self, path: Path_) -> str:
+    def where(self, path: FieldPath) -> str:
         """`<file>:<line>` of a field of the scenario, for messages found after loading."""
         return f"{self.path or '<scenario>'}:{_line_of(self.lines, path)}"
 
 
 class _Problems:
-    def __init__(self, label: str, lines: Mapping[Path_, int]) -> None:
+    def __init__(self, label: str, lines: Mapping[FieldPath, int]) -> None:
         self.label = label
         self.lines = lines
         self.items: list[tuple[int, str]] = []
 
-    def add(self, path: Path_, message: str, line: int | None = None) -> None:
+    def add(self, path: FieldPath, message: str, line: int | None = None) -> None:
         at = line if line is not None else _line_of(self.lines, path)
         self.items.append((at, f"{self.label}:{at}: {format_path(path)}: {message}"))
 
@@ -536,7 +536,7 @@ def _check(loaded: LoadedScenario, base: Path, problems: _Problems) -> None:
     registry.load_all()
     names = {s.name: i for i, s in enumerate(sc.timeline) if s.name is not None}
     for i, step in enumerate(sc.timeline):
-        where: Path_ = ("timeline", i)
+        where: FieldPath = ("timeline", i)
         if step.apply is not None:
             loaded.manifests[i] = _resolve_apply(step, where, base, problems)
         elif step.patch is not None:
@@ -586,7 +586,7 @@ def _check_fleet(fleet: Mapping[str, Any], problems: _Problems) -> None:
             problems.add(("fleet", *epath), _message(e, found))
 
 
-def _check_kind(kind: str, path: Path_, problems: _Problems) -> type[KubeObject] | None:
+def _check_kind(kind: str, path: FieldPath, problems: _Problems) -> type[KubeObject] | None:
     from .twin import resolve_kind
 
     try:
@@ -638,7 +638,7 @@ def _phase_enum(cls: type[KubeObject]) -> type[enum.Enum] | None:
     return None
 
 
-def _check_await(spec: AwaitSpec, where: Path_, problems: _Problems) -> None:
+def _check_await(spec: AwaitSpec, where: FieldPath, problems: _Problems) -> None:
     cls = _check_kind(spec.kind, (*where, "kind"), problems)
     if cls is None:
         return
@@ -658,7 +658,7 @@ def _check_await(spec: AwaitSpec, where: Path_, problems: _Problems) -> None:
         problems.add((*where, "count"), f"count {spec.count} is more than the {len(spec.names)} names listed")
 
 
-def _check_invariant(spec: InvariantSpec, where: Path_, problems: _Problems) -> None:
+def _check_invariant(spec: InvariantSpec, where: FieldPath, problems: _Problems) -> None:
     from .expect import check_invariant_spec
 
     for rel, message in check_invariant_spec(spec):
@@ -668,11 +668,11 @@ def _check_invariant(spec: InvariantSpec, where: Path_, problems: _Problems) -> 
 # --- manifests ----------------------------------------------------------------------------------------------
 
 
-def _resolve_apply(step: Step, where: Path_, base: Path, problems: _Problems) -> list[dict[str, Any]]:
+def _resolve_apply(step: Step, where: FieldPath, base: Path, problems: _Problems) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     single = not isinstance(step.apply, list)
     for k, src in enumerate(step.sources()):
-        spath: Path_ = (*where, "apply") if single else (*where, "apply", k)
+        spath: FieldPath = (*where, "apply") if single else (*where, "apply", k)
         if src.manifests is not None:
             for m, doc in enumerate(src.manifests):
                 mpath = (*spath, "manifests", m)
@@ -684,7 +684,7 @@ def _resolve_apply(step: Step, where: Path_, base: Path, problems: _Problems) ->
     return out
 
 
-def _read_manifest_file(file: Path, ref: Path_, problems: _Problems) -> list[dict[str, Any]]:
+def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list[dict[str, Any]]:
     try:
         text = file.read_text()
     except OSError as e:
@@ -699,7 +699,7 @@ def _read_manifest_file(file: Path, ref: Path_, problems: _Problems) -> list[dic
             number += 1
             if node is None:
                 continue
-            lines: dict[Path_, int] = {(): node.start_mark.line + 1}
+            lines: dict[FieldPath, int] = {(): node.start_mark.line + 1}
             _index(node, (), lines, [])
             doc = loader.construct_document(node)
             if doc is None:
@@ -720,7 +720,7 @@ def _read_manifest_file(file: Path, ref: Path_, problems: _Problems) -> list[dic
     return out
 
 
-def _manifest_problems(doc: Any) -> list[tuple[Path_, str]]:
+def _manifest_problems(doc: Any) -> list[tuple[FieldPath, str]]:
     """Schema problems of one manifest as (path inside the object, message): what the API server's schema
     validation would reject. Webhooks that read other objects run when the step applies it."""
     if not isinstance(doc, Mapping):
@@ -734,7 +734,7 @@ def _manifest_problems(doc: Any) -> list[tuple[Path_, str]]:
     return []
 
 
-def _split_wire_path(dotted: str) -> Path_:
+def _split_wire_path(dotted: str) -> FieldPath:
     out: list[PathPart] = []
     if dotted in ("", "<root>"):
         return ()
