@@ -1,0 +1,435 @@
+"""What the service-chain controllers share, so the three host mirrors and the two DPU-cluster sets are one
+flow each, not five copies.
+
+Host -> DPU-cluster mirrors (DPF's internal/dpuservicechain): DPUServiceInterface, DPUServiceChain and
+DPUServiceIPAM each keep one child of the same name and namespace in EVERY DPUCluster (clusterSelector is
+ignored, as in DPF). One pass:
+1. pre-create the kind's conditions (Unknown/Pending);
+2. deleting -> delete the children in every cluster; while any remain `*Reconciled` False AwaitingDeletion and
+   requeue 30 s; once gone drop the finalizer;
+3. no finalizer -> add it and return;
+4. for every cluster: ensure the namespace, apply the child; `*Reconciled` True, or False/Error and the error
+   is returned (rate-limited retry);
+5. always (DPF's deferred summary): `*Ready` from the children's readiness, `Ready` summarized, status written
+   only when it changed, with `observedGeneration`.
+
+DPU-cluster sets (DPF's internal/servicechainset): ServiceInterfaceSet / ServiceChainSet keep a child
+`<set>-<node>` per selected DPU-cluster Node and delete the children of Nodes no longer selected.
+
+Differences from DPF (for docs/differences.md):
+- "Apply" is create-or-update: labels and annotations of the desired child are merged over the existing ones
+  (keys other writers added, e.g. the SFC agent's `svc.dpu.nvidia.com/service-chain`, survive), spec and
+  ownerReferences are replaced. A label dropped from a template therefore stays on existing children (SSA's
+  managed fields would remove it).
+- The mirrors requeue every READY_POLL seconds while their `*Ready` condition is not True: DPF re-reads the
+  children only when something else triggers a pass, so its `*Ready` can stay stale (its own TODO says so).
+- The mirrors also react to DPUCluster events (DPF: TenantControlPlane metadata events only, which static
+  clusters never produce).
+- Sets: `numberApplied` = children that exist, `numberReady` = children whose `Ready` is True for their
+  current generation, `*Ready` True only when every child is ready. DPF always writes numberApplied 1,
+  never numberReady and always `*Ready` True.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from dpf_core.api.conditions import (
+    REASON_AWAITING_DELETION,
+    REASON_ERROR,
+    REASON_PENDING,
+    REASON_SUCCESS,
+    TYPE_READY,
+    get_condition,
+    init_conditions,
+    set_condition,
+    summarize_ready,
+)
+from dpf_core.api.external import Namespace, Node, TenantControlPlane
+from dpf_core.api.meta import Condition, KubeObject
+from dpf_core.api.provisioning import DPUCluster
+from dpf_core.errors import AlreadyExists, NotFound
+from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result, Watch, labels_changed, owner
+from dpf_core.store.protocol import Client
+
+from .dpucluster import cluster_client
+
+T = TypeVar("T", bound=KubeObject)
+P = TypeVar("P", bound=KubeObject)
+
+AWAITING_DELETION_REQUEUE = 30.0
+# Our extension: how often a mirror re-reads its children while they are not all ready.
+READY_POLL = 10.0
+
+
+# --- generic object helpers ---------------------------------------------------------------------------
+
+
+def status_of(obj: KubeObject) -> Any:
+    """The `status` of a kind that has one (every kind these controllers write status on)."""
+    return obj.status  # type: ignore[attr-defined]
+
+
+def apply(client: Client, desired: T) -> T:
+    """Create `desired`, or bring the existing object to it: labels/annotations merged over the existing ones,
+    spec and ownerReferences replaced. No write when nothing differs."""
+    cls = type(desired)
+    existing = client.try_get(cls, desired.name, desired.namespace)
+    if existing is None:
+        try:
+            return client.create(desired)
+        except AlreadyExists:
+            existing = client.get(cls, desired.name, desired.namespace)
+    updated = existing.deepcopy()
+    meta = updated.metadata
+    meta.labels = {**existing.metadata.labels, **desired.metadata.labels}
+    meta.annotations = {**existing.metadata.annotations, **desired.metadata.annotations}
+    if desired.metadata.owner_references:
+        meta.owner_references = [r.model_copy() for r in desired.metadata.owner_references]
+    if hasattr(desired, "spec"):
+        updated.spec = desired.spec.model_copy(deep=True)  # type: ignore[attr-defined]
+    if updated.wire() == existing.wire():
+        return existing
+    return client.update(updated)
+
+
+def ensure_namespace(client: Client, namespace: str) -> None:
+    """utils.EnsureNamespace: create it when it does not exist (never deleted again, as in DPF)."""
+    if client.try_get(Namespace, namespace) is not None:
+        return
+    with contextlib.suppress(AlreadyExists):
+        client.create(Namespace.new(namespace))
+
+
+def delete_if_exists(client: Client, cls: type[KubeObject], name: str, namespace: str | None) -> None:
+    with contextlib.suppress(NotFound):
+        client.delete(cls, name, namespace)
+
+
+def remove_finalizer(ctx: Context, obj: T, finalizer: str) -> None:
+    if finalizer not in obj.metadata.finalizers:
+        return
+    released = obj.deepcopy()
+    released.metadata.finalizers = [f for f in released.metadata.finalizers if f != finalizer]
+    ctx.client.update(released)
+
+
+def write(ctx: Context, original: T, new: T) -> T:
+    """Persist `new` against `original` as DPF's patch helper does: metadata (finalizers, labels) first, then the
+    status subresource, each only when it changed."""
+    current = original
+    if new.metadata.finalizers != original.metadata.finalizers or new.metadata.labels != original.metadata.labels:
+        meta_only = original.deepcopy()
+        meta_only.metadata.finalizers = list(new.metadata.finalizers)
+        meta_only.metadata.labels = dict(new.metadata.labels)
+        current = ctx.client.update(meta_only)
+        if current.metadata.deletion_timestamp is not None and not current.metadata.finalizers:
+            return current  # gone: no status to write
+    if status_of(new) != status_of(current):
+        with_status = current.deepcopy()
+        with_status.status = status_of(new).model_copy(deep=True)  # type: ignore[attr-defined]
+        current = ctx.client.update_status(with_status)
+    return current
+
+
+def is_ready(conditions: Sequence[Condition], generation: int | None = None) -> bool:
+    """`Ready` True; with a generation, only when the condition was written for it (not a stale True)."""
+    c = get_condition(conditions, TYPE_READY)
+    if c is None or c.status != "True":
+        return False
+    return generation is None or c.observed_generation is None or c.observed_generation == generation
+
+
+# --- watches with a lister known only at start ----------------------------------------------------------
+
+
+class ListerCell:
+    """The manager's lister, handed over when the controller starts (watch mappers are built before)."""
+
+    def __init__(self) -> None:
+        self.lister: Lister | None = None
+
+    def all(self, kind: type[KubeObject]) -> list[Request]:
+        if self.lister is None:
+            return []
+        return sorted(Request.of(o) for o in self.lister(kind))
+
+    def mapper_all(self, kind: type[KubeObject]) -> Callable[[Any], Iterable[Request]]:
+        """A watch mapper: any event -> every object of `kind`."""
+
+        def mapper(ev: Any) -> Iterable[Request]:
+            return self.all(kind)
+
+        return mapper
+
+
+class ListerController(Controller):
+    """A Controller whose watch mappers need the manager's lister (`ListerCell`)."""
+
+    def __init__(self, *args: Any, cell: ListerCell, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cell = cell
+
+    def start(self, lister: Lister, listers: dict[str | None, Lister] | None = None) -> None:
+        self.cell.lister = lister
+        super().start(lister, listers)
+
+
+# --- host -> DPU-cluster mirrors ------------------------------------------------------------------------
+
+
+class ClusterTarget:
+    """One DPU cluster a mirror writes to."""
+
+    __slots__ = ("client", "cluster")
+
+    def __init__(self, cluster: DPUCluster, client: Client) -> None:
+        self.cluster = cluster
+        self.client = client
+
+    def __str__(self) -> str:
+        return f"{self.cluster.namespace}/{self.cluster.name}"
+
+
+def dpu_clusters(ctx: Context) -> list[ClusterTarget]:
+    """dpucluster.GetConfigs + Client: every DPUCluster (no health filter); one without a usable kubeconfig
+    fails the pass, as in DPF."""
+    clusters = sorted(ctx.client.list(DPUCluster), key=lambda c: (c.namespace or "", c.name))
+    return [ClusterTarget(dc, cluster_client(ctx, dc)) for dc in clusters]
+
+
+class MirrorReconciler(ABC, Generic[P]):
+    """DPF's objectsInDPUClustersReconciler flow; subclasses say what the child is."""
+
+    KIND: ClassVar[type[KubeObject]]
+    CONDITIONS: ClassVar[tuple[str, ...]]
+    RECONCILED: ClassVar[str]
+    READY: ClassVar[str]
+    FINALIZER: ClassVar[str]
+
+    # -- what a subclass provides -------------------------------------------------------------------------
+    @abstractmethod
+    def apply_children(self, client: Client, parent: P) -> None:
+        """Create or update the child(ren) of `parent` in one DPU cluster."""
+
+    @abstractmethod
+    def children(self, client: Client, parent: P) -> list[KubeObject]:
+        """The children of `parent` that exist in one DPU cluster."""
+
+    @abstractmethod
+    def delete_children(self, client: Client, parent: P) -> None:
+        """Delete the children of `parent` in one DPU cluster (absent ones are fine)."""
+
+    @abstractmethod
+    def child_ready(self, child: KubeObject) -> bool: ...
+
+    # -- the flow -----------------------------------------------------------------------------------------
+    def reconcile(self, ctx: Context, req: Request) -> Result:
+        found = ctx.client.try_get(self.KIND, req.name, req.namespace)
+        if found is None:
+            return DONE
+        obj = cast(P, found)
+        new = obj.deepcopy()
+        status = status_of(new)
+        now = ctx.timestamp()
+        init_conditions(status.conditions, self.CONDITIONS, now)
+        error: Exception | None = None
+        result = DONE
+        try:
+            if obj.metadata.deletion_timestamp is not None:
+                result = self._reconcile_delete(ctx, new, now)
+            elif self.FINALIZER not in obj.metadata.finalizers:
+                new.metadata.finalizers.append(self.FINALIZER)
+            else:
+                self._reconcile_children(ctx, new, now)
+        except Exception as e:
+            error = e
+        if not (obj.metadata.deletion_timestamp is not None and self.FINALIZER not in new.metadata.finalizers):
+            ready = self._update_summary(ctx, new, now)
+            if error is None and result == DONE and not ready and self.FINALIZER in obj.metadata.finalizers:
+                result = Result(requeue_after=READY_POLL)
+        write(ctx, obj, new)
+        if error is not None:
+            raise error
+        return result
+
+    def _reconcile_children(self, ctx: Context, new: P, now: str) -> None:
+        status = status_of(new)
+        try:
+            for target in dpu_clusters(ctx):
+                ensure_namespace(target.client, new.namespace or "default")
+                self.apply_children(target.client, new)
+        except Exception as e:
+            set_condition(status.conditions, self.RECONCILED, "False", REASON_ERROR, f"Error occurred: {e}", now)
+            raise
+        set_condition(status.conditions, self.RECONCILED, "True", REASON_SUCCESS, "", now)
+
+    def _reconcile_delete(self, ctx: Context, new: P, now: str) -> Result:
+        remaining = 0
+        for target in dpu_clusters(ctx):
+            self.delete_children(target.client, new)
+            remaining += len(self.children(target.client, new))
+        if remaining > 0:
+            message = f"{remaining} objects still exist across all DPU clusters"
+            set_condition(status_of(new).conditions, self.RECONCILED, "False", REASON_AWAITING_DELETION, message, now)
+            ctx.log.info("Requeueing because %s", message)
+            return Result(requeue_after=AWAITING_DELETION_REQUEUE)
+        new.metadata.finalizers = [f for f in new.metadata.finalizers if f != self.FINALIZER]
+        return DONE
+
+    def _update_summary(self, ctx: Context, new: P, now: str) -> bool:
+        """`*Ready` from every cluster's children, then the Ready summary. Returns `*Ready`."""
+        status = status_of(new)
+        ready = False
+        try:
+            unready: list[str] = []
+            for target in dpu_clusters(ctx):
+                found = self.children(target.client, new)
+                if not found:
+                    raise NotFound(f"no {self.KIND.KIND.kind} child {new.namespace}/{new.name} in cluster {target}")
+                for child in found:
+                    if not self.child_ready(child):
+                        unready.append(
+                            f"{{Cluster: {target}, Object: {child.namespace}/{child.name}}}"
+                        )
+        except Exception as e:
+            set_condition(status.conditions, self.READY, "False", REASON_PENDING, f"Error occurred: {e}", now)
+        else:
+            if unready:
+                message = f"Objects not ready: {','.join(unready)}"
+                set_condition(status.conditions, self.READY, "False", REASON_PENDING, message, now)
+            else:
+                set_condition(status.conditions, self.READY, "True", REASON_SUCCESS, "", now)
+                ready = True
+        summarize_ready(status.conditions, self.CONDITIONS, now)
+        status.observed_generation = new.metadata.generation
+        return ready
+
+
+def mirror_controller(name: str, reconciler: MirrorReconciler[Any], *, watch_clusters: bool = True) -> Controller:
+    """Own object; DPUCluster and TenantControlPlane events re-evaluate every object of the kind."""
+    cell = ListerCell()
+    kind = reconciler.KIND
+    watches: list[Watch] = []
+    if watch_clusters:
+        watches = [Watch(TenantControlPlane, cell.mapper_all(kind)), Watch(DPUCluster, cell.mapper_all(kind))]
+    return ListerController(name, reconciler, kind, watches, cell=cell)
+
+
+# --- DPU-cluster sets -------------------------------------------------------------------------------------
+
+
+class SetReconciler(ABC, Generic[P]):
+    """DPF's serviceSetReconciler flow: a child `<set>-<node>` per selected Node of the DPU cluster."""
+
+    KIND: ClassVar[type[KubeObject]]
+    CHILD_KIND: ClassVar[type[KubeObject]]
+    CONDITIONS: ClassVar[tuple[str, ...]]
+    RECONCILED: ClassVar[str]
+    READY: ClassVar[str]
+    FINALIZER: ClassVar[str]
+    NAME_LABEL: ClassVar[str]
+    NAMESPACE_LABEL: ClassVar[str]
+
+    @abstractmethod
+    def desired_child(self, parent: P, node_name: str) -> KubeObject:
+        """The child for one Node, as the set wants it."""
+
+    @abstractmethod
+    def node_selector(self, parent: P) -> Any:
+        """The set's `spec.nodeSelector` (a LabelSelector, None = every Node)."""
+
+    @staticmethod
+    def child_name(parent: KubeObject, node_name: str) -> str:
+        return f"{parent.name}-{node_name}"
+
+    def children(self, client: Client, parent: KubeObject) -> list[KubeObject]:
+        selector = {self.NAME_LABEL: parent.name, self.NAMESPACE_LABEL: parent.namespace or ""}
+        return sorted(client.list(self.CHILD_KIND, parent.namespace, label_selector=selector), key=lambda o: o.name)
+
+    def reconcile(self, ctx: Context, req: Request) -> Result:
+        found = ctx.client.try_get(self.KIND, req.name, req.namespace)
+        if found is None:
+            return DONE
+        obj = cast(P, found)
+        new = obj.deepcopy()
+        status = status_of(new)
+        now = ctx.timestamp()
+        init_conditions(status.conditions, self.CONDITIONS, now)
+        if obj.metadata.deletion_timestamp is not None:
+            for child in self.children(ctx.client, obj):
+                if child.metadata.deletion_timestamp is None:
+                    delete_if_exists(ctx.client, self.CHILD_KIND, child.name, child.namespace)
+            remove_finalizer(ctx, obj, self.FINALIZER)
+            return DONE
+        error: Exception | None = None
+        if self.FINALIZER not in obj.metadata.finalizers:
+            new.metadata.finalizers.append(self.FINALIZER)
+        else:
+            try:
+                self._reconcile_set(ctx, obj)
+            except Exception as e:
+                error = e
+                message = f"Error occurred: {e}"
+                set_condition(status.conditions, self.RECONCILED, "False", REASON_ERROR, message, now)
+            else:
+                set_condition(status.conditions, self.RECONCILED, "True", REASON_SUCCESS, "", now)
+        self._update_summary(ctx, new, now)
+        write(ctx, obj, new)
+        if error is not None:
+            raise error
+        return DONE
+
+    def _reconcile_set(self, ctx: Context, parent: P) -> None:
+        selector = self.node_selector(parent)
+        nodes = ctx.client.list(Node, label_selector=selector) if selector is not None else ctx.client.list(Node)
+        selected = {n.name for n in nodes}
+        for node_name in sorted(selected):
+            apply(ctx.client, self.desired_child(parent, node_name))
+        for child in self.children(ctx.client, parent):
+            node = getattr(child.spec, "node", None)  # type: ignore[attr-defined]
+            if node in selected or child.metadata.deletion_timestamp is not None:
+                continue
+            delete_if_exists(ctx.client, self.CHILD_KIND, child.name, child.namespace)
+            ctx.log.info("Child is deleted nodename=%s child=%s/%s", node, child.namespace, child.name)
+
+    def _update_summary(self, ctx: Context, new: P, now: str) -> None:
+        status = status_of(new)
+        try:
+            children = [c for c in self.children(ctx.client, new) if c.metadata.deletion_timestamp is None]
+        except Exception as e:
+            set_condition(status.conditions, self.READY, "False", REASON_PENDING, f"Error occurred: {e}", now)
+        else:
+            unready = [
+                f"{c.namespace}/{c.name}"
+                for c in children
+                if not is_ready(status_of(c).conditions, c.metadata.generation)
+            ]
+            status.number_applied = len(children)
+            status.number_ready = len(children) - len(unready)
+            if unready:
+                message = f"Objects not ready: {','.join(unready)}"
+                set_condition(status.conditions, self.READY, "False", REASON_PENDING, message, now)
+            else:
+                set_condition(status.conditions, self.READY, "True", REASON_SUCCESS, "", now)
+        summarize_ready(status.conditions, self.CONDITIONS, now)
+        status.observed_generation = new.metadata.generation
+
+
+def set_controller(name: str, reconciler: SetReconciler[Any]) -> Controller:
+    """DPF's watches: the set; its children (controller ownerReference); Node label changes -> every set."""
+    cell = ListerCell()
+    kind = reconciler.KIND
+    return ListerController(
+        name,
+        reconciler,
+        kind,
+        [
+            Watch(reconciler.CHILD_KIND, owner(kind)),
+            Watch(Node, cell.mapper_all(kind), labels_changed),
+        ],
+        cell=cell,
+    )

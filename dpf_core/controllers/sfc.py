@@ -1,0 +1,551 @@
+"""The SFC controller: DPF's node agent on every DPU (DaemonSet `sfc-controller`, env `SFC_NODE_NAME`), talking
+to the DPU's Open vSwitch through the `Ovs` port.
+
+Three loops, as in DPF:
+- ServiceInterface (this node's only): ports on br-sfc by interface type (physical `<interfaceName>` with
+  Port `dpf-type=physical`; pf `pf<pfID>hpf`; vf `pf<pfID>vf<vfID>`; ovn: the patch pair `puplinkbrovn` on
+  br-ovn <-> `puplinkbrsfc` on br-sfc), Interface `dpf-id=<ns>/<name>`; vlan is skipped; service ports are the
+  CNI's. Finalizer `svc.dpu.nvidia.com/ServiceInterface-finalizer`; requeue 20 s ok / 5 s error.
+- ServiceChain (this node's only): every port resolved to an ofport through the `dpf-id` of its
+  ServiceInterface (service type: of the Pod on this node carrying the serviceID), the ServiceInterface
+  labelled `svc.dpu.nvidia.com/service-chain=<chain>`, then per switch one bundle of flows (facts 5.2) under
+  cookie FNV-1a-64(`<ns>/<name>`); gone -> labels removed, flows deleted by cookie. Requeue 5 s always.
+- The stale object remover, every 60 s: flows whose cookie is no existing chain's, br-sfc ports no
+  ServiceInterface produces (CNI-owned and physical ports exempt).
+
+Our extension: ServiceInterface and ServiceChain get a `Ready` condition (with observedGeneration) once their
+ports / flows are programmed; DPF leaves their status empty.
+
+Differences from DPF (for docs/differences.md):
+- ovn deletion removes `puplinkbrovn` from br-ovn (DPF asks br-sfc for both patch ports, so it stays).
+- The stale port sweep keeps the ports of this node's ServiceInterfaces only (DPF: of every node's, so an
+  orphan whose name another node still uses is never swept).
+- A port already gone is not deleted again (DPF relies on the OVSDB delete tolerating absence).
+
+The `Ovs` port's `ports(bridge)` rows are read as dicts with `name`, `ofport`, `type`, `options` and the
+external_ids of the Interface (`iface_external_ids`, or `external_ids` as the twin's model names it) and of
+the Port (`port_external_ids`); without a separate Port map `external_ids` stands for both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dpf_core.api.conditions import (
+    REASON_ERROR,
+    REASON_FAILURE,
+    REASON_PENDING,
+    REASON_SUCCESS,
+    TYPE_READY,
+    set_condition,
+)
+from dpf_core.api.external import Pod
+from dpf_core.api.meta import ConditionStatus, KubeObject
+from dpf_core.api.svc import (
+    FINALIZER_SERVICE_INTERFACE,
+    INTERFACE_TYPE_OVN,
+    INTERFACE_TYPE_PF,
+    INTERFACE_TYPE_PHYSICAL,
+    INTERFACE_TYPE_SERVICE,
+    INTERFACE_TYPE_VF,
+    INTERFACE_TYPE_VLAN,
+    LABEL_DPF_SERVICE_ID,
+    LABEL_SERVICE_CHAIN,
+    ServiceChain,
+    ServiceIfc,
+    ServiceInterface,
+)
+from dpf_core.ports import Ovs
+from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result
+from dpf_core.store.protocol import WatchEvent
+
+from .mirror import write
+
+NAME = "sfc"
+NAME_SERVICE_INTERFACE = "sfc-serviceinterface"
+NAME_SERVICE_CHAIN = "sfc-servicechain"
+NAME_STALE_OBJECT_REMOVER = "sfc-stale-object-remover"
+
+SFC_BRIDGE = "br-sfc"
+OVN_BRIDGE = "br-ovn"
+HBN_BRIDGE = "br-hbn"
+OVN_PATCH = "puplinkbrovn"
+OVN_PATCH_PEER = "puplinkbrsfc"
+EXTERNAL_ID_DPF_ID = "dpf-id"
+EXTERNAL_ID_DPF_TYPE = "dpf-type"
+DPF_TYPE_PHYSICAL = "physical"
+EXTERNAL_ID_OWNER = "owner"
+OVS_CNI_OWNER = "ovs-cni.network.kubevirt.io"
+IFACE_TYPE_DPDK = "dpdk"
+IFACE_TYPE_PATCH = "patch"
+
+REQUEUE_SUCCESS = 20.0
+REQUEUE_ERROR = 5.0
+REQUEUE_FLOWS = 5.0
+STALE_REMOVAL_PERIOD = 60.0  # `--stale-flows-removal-period`
+
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
+_U64 = (1 << 64) - 1
+_COOKIE = re.compile(r"\bcookie=(0x[0-9a-fA-F]+|\d+)")
+
+
+def fnv1a_64(text: str) -> int:
+    """Go's hash/fnv New64a over the UTF-8 bytes: the chain's OpenFlow cookie."""
+    h = _FNV64_OFFSET
+    for byte in text.encode():
+        h ^= byte
+        h = (h * _FNV64_PRIME) & _U64
+    return h
+
+
+def chain_cookie(namespace: str | None, name: str) -> int:
+    return fnv1a_64(f"{namespace or ''}/{name}")
+
+
+def chain_flows(cookie: int, ports: Sequence[str]) -> list[str]:
+    """One switch's flows, in DPF's text: per member A, flood to every other member B and learn the way back
+    (a priority-30 `dl_dst=<src mac>` flow out of A, 10 s idle). Fewer than two members: no flows."""
+    if len(ports) < 2:
+        return []
+    flows: list[str] = []
+    for i, a in enumerate(ports):
+        others = [b for j, b in enumerate(ports) if j != i]
+        learn = ",".join(
+            f"learn(cookie={cookie},idle_timeout=10,table=0,priority=30,in_port={b},dl_dst=dl_src,output:NXM_OF_IN_PORT[])"
+            for b in others
+        )
+        outputs = ",".join(f"output:{b}" for b in others)
+        flows.append(f"cookie={cookie}, table=0, priority=20, in_port={a} actions={learn},{outputs}")
+    return flows
+
+
+def port_name(si: ServiceInterface) -> str:
+    """FigureOutName: the br-sfc port a ServiceInterface stands for ("" for vlan, service and ovn)."""
+    spec = si.spec
+    if spec.interface_type == INTERFACE_TYPE_PHYSICAL and spec.physical is not None:
+        return spec.physical.interface_name
+    if spec.interface_type == INTERFACE_TYPE_PF and spec.pf is not None:
+        return f"pf{spec.pf.pf_id}hpf"
+    if spec.interface_type == INTERFACE_TYPE_VF and spec.vf is not None:
+        return f"pf{spec.vf.pf_id}vf{spec.vf.vf_id}"
+    return ""
+
+
+def produced_port(si: ServiceInterface) -> str:
+    """The br-sfc port a ServiceInterface produces, as the stale sweep counts it (ovn: the br-sfc patch end)."""
+    return OVN_PATCH_PEER if si.spec.interface_type == INTERFACE_TYPE_OVN else port_name(si)
+
+
+def dpf_id(obj: KubeObject) -> str:
+    return f"{obj.namespace}/{obj.name}"
+
+
+# --- reading the Ovs port ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortRow:
+    name: str
+    ofport: int | None = None
+    type: str = ""
+    iface_external_ids: Mapping[str, str] = field(default_factory=dict)
+    port_external_ids: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> PortRow:
+        merged = row.get("external_ids") or {}
+        iface = next((row[k] for k in ("iface_external_ids", "interface_external_ids") if k in row), merged) or {}
+        port = row.get("port_external_ids", merged) or {}
+        ofport = row.get("ofport")
+        return cls(
+            name=str(row.get("name", "")),
+            ofport=int(ofport) if isinstance(ofport, int | str) and str(ofport).lstrip("-").isdigit() else None,
+            type=str(row.get("type") or ""),
+            iface_external_ids=dict(iface),
+            port_external_ids=dict(port),
+        )
+
+
+def _ovs(ctx: Context) -> Ovs:
+    ovs: Ovs | None = getattr(ctx.ports, "ovs", None)
+    if ovs is None:
+        raise RuntimeError(f"{ctx.controller or NAME}: no Ovs port supplied")
+    return ovs
+
+
+class OvsView:
+    """The rows of a few bridges, read once per pass."""
+
+    def __init__(self, ovs: Ovs, bridges: Iterable[str]) -> None:
+        self.rows: dict[str, list[PortRow]] = {}
+        for bridge in bridges:
+            try:
+                self.rows[bridge] = [PortRow.of(r) for r in ovs.ports(bridge)]
+            except Exception:
+                if bridge == SFC_BRIDGE:
+                    raise
+                self.rows[bridge] = []  # br-hbn exists only in HBN setups
+
+    def find(self, bridge: str, name: str) -> PortRow | None:
+        for row in self.rows.get(bridge, ()):
+            if row.name == name:
+                return row
+        return None
+
+    def ofport_of(self, key: str) -> int:
+        """findInterface: the unique Interface with `dpf-id=<key>`; on br-sfc its ofport, elsewhere the ofport of
+        the br-sfc patch port `p<name>brsfc`."""
+        matches = [
+            (bridge, row)
+            for bridge, rows in self.rows.items()
+            for row in rows
+            if row.iface_external_ids.get(EXTERNAL_ID_DPF_ID) == key
+        ]
+        if len(matches) != 1:
+            raise LookupError(f"failed to find matching interface with external_ids :map[{EXTERNAL_ID_DPF_ID}:{key}]")
+        bridge, row = matches[0]
+        if bridge != SFC_BRIDGE:
+            patch = f"p{row.name}brsfc"
+            found = self.find(SFC_BRIDGE, patch)
+            if found is None:
+                raise LookupError(f"port {row.name} or {patch} not found in {SFC_BRIDGE}")
+            row = found
+        if row.ofport is None or row.ofport < 0:
+            raise LookupError(f"interface {row.name} Ofport is nil")
+        return row.ofport
+
+
+# --- status (our extension) --------------------------------------------------------------------------------
+
+
+def _set_ready(obj: ServiceInterface | ServiceChain, status: ConditionStatus, reason: str, message: str, now: str) -> None:
+    generation = obj.metadata.generation
+    set_condition(obj.status.conditions, TYPE_READY, status, reason, message, now, generation)
+    obj.status.observed_generation = generation
+
+
+def _on_node(node_name: str) -> Any:
+    def pred(ev: WatchEvent) -> bool:
+        spec = getattr(ev.object, "spec", None)
+        return getattr(spec, "node", None) == node_name
+
+    return pred
+
+
+def _pod_for_service(ctx: Context, namespace: str | None, service_id: str, node_name: str) -> Pod:
+    pods = [
+        p
+        for p in ctx.client.list(Pod, namespace, label_selector={LABEL_DPF_SERVICE_ID: service_id})
+        if p.spec.node_name == node_name
+    ]
+    labels = {LABEL_DPF_SERVICE_ID: service_id}
+    if not pods:
+        raise LookupError(f"no pod in namespace({namespace}) matching labels({labels}) on node({node_name}) found")
+    if len(pods) > 1:
+        raise LookupError(
+            f"expected only one pod in namespace({namespace}) to match labels({labels}) on node({node_name}). "
+            f"found {len(pods)}"
+        )
+    return pods[0]
+
+
+def interface_key(ctx: Context, si: ServiceInterface, namespace: str | None, node_name: str) -> str:
+    """The `dpf-id` a ServiceInterface's OVS interface carries (service type: the Pod's interface)."""
+    if si.spec.interface_type != INTERFACE_TYPE_SERVICE:
+        return dpf_id(si)
+    service = si.spec.service
+    if service is None or not service.interface_name:
+        raise LookupError("empty interface name for serviceInterface of type service")
+    pod = _pod_for_service(ctx, namespace, service.service_id, node_name)
+    return f"{pod.namespace}/{pod.name}/{service.interface_name}"
+
+
+# --- ServiceInterface -------------------------------------------------------------------------------------
+
+
+class ServiceInterfaceReconciler:
+    def __init__(self, node_name: str, *, lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE)) -> None:
+        self.node_name = node_name
+        self.lookup_bridges = tuple(lookup_bridges)
+
+    def reconcile(self, ctx: Context, req: Request) -> Result:
+        si = ctx.client.try_get(ServiceInterface, req.name, req.namespace)
+        if si is None:
+            return DONE
+        if si.spec.node is None:
+            return Result(requeue_after=REQUEUE_SUCCESS)
+        if si.spec.node != self.node_name:
+            return DONE
+        ovs = _ovs(ctx)
+        if si.metadata.deletion_timestamp is not None:
+            try:
+                delete_interfaces(ovs, si)
+                if FINALIZER_SERVICE_INTERFACE in si.metadata.finalizers:
+                    released = si.deepcopy()
+                    released.metadata.finalizers = [
+                        f for f in released.metadata.finalizers if f != FINALIZER_SERVICE_INTERFACE
+                    ]
+                    ctx.client.update(released)
+            except Exception as e:
+                ctx.log.error("ServiceInterface %s: failed to delete interfaces from OVS: %s", req, e)
+                return Result(requeue_after=REQUEUE_ERROR)
+            return Result(requeue_after=REQUEUE_SUCCESS)
+
+        new = si.deepcopy()
+        now = ctx.timestamp()
+        requeue = REQUEUE_SUCCESS
+        try:
+            add_interfaces(ovs, si)
+        except Exception as e:
+            ctx.log.info("ServiceInterface %s: failed to add interfaces to OVS: %s", req, e)
+            _set_ready(new, "False", REASON_ERROR, f"failed to add port: {e}", now)
+            requeue = REQUEUE_ERROR
+        else:
+            if FINALIZER_SERVICE_INTERFACE not in new.metadata.finalizers:
+                new.metadata.finalizers.append(FINALIZER_SERVICE_INTERFACE)
+            status, reason, message = self._readiness(ctx, ovs, si)
+            _set_ready(new, status, reason, message, now)
+        try:
+            write(ctx, si, new)
+        except Exception as e:
+            ctx.log.error("ServiceInterface %s: failed to write: %s", req, e)
+            return Result(requeue_after=REQUEUE_ERROR)
+        return Result(requeue_after=requeue)
+
+    def _readiness(self, ctx: Context, ovs: Ovs, si: ServiceInterface) -> tuple[ConditionStatus, str, str]:
+        kind = si.spec.interface_type
+        if kind == INTERFACE_TYPE_VLAN:
+            return "False", REASON_FAILURE, "interfaceType vlan is not supported"
+        if kind != INTERFACE_TYPE_SERVICE:
+            return "True", REASON_SUCCESS, ""
+        # A service port is the CNI's: ready once the Pod's interface is on the switch.
+        try:
+            key = interface_key(ctx, si, si.namespace, self.node_name)
+            OvsView(ovs, self.lookup_bridges).ofport_of(key)
+        except LookupError as e:
+            return "False", REASON_PENDING, str(e)
+        return "True", REASON_SUCCESS, ""
+
+
+def _has_port(ovs: Ovs, bridge: str, name: str) -> bool:
+    return any(PortRow.of(r).name == name for r in ovs.ports(bridge))
+
+
+def add_interfaces(ovs: Ovs, si: ServiceInterface) -> None:
+    """AddInterfacesToOvs: ensure_port keeps an existing row and merges the external_ids/options maps."""
+    ids = {EXTERNAL_ID_DPF_ID: dpf_id(si)}
+    if si.spec.interface_type == INTERFACE_TYPE_OVN:
+        ovs.ensure_port(OVN_BRIDGE, OVN_PATCH, IFACE_TYPE_PATCH, options={"peer": OVN_PATCH_PEER})
+        ovs.ensure_port(
+            SFC_BRIDGE, OVN_PATCH_PEER, IFACE_TYPE_PATCH, iface_external_ids=ids, options={"peer": OVN_PATCH}
+        )
+        return
+    name = port_name(si)
+    if not name:
+        return
+    port_ids = {EXTERNAL_ID_DPF_TYPE: DPF_TYPE_PHYSICAL} if si.spec.interface_type == INTERFACE_TYPE_PHYSICAL else None
+    ovs.ensure_port(SFC_BRIDGE, name, IFACE_TYPE_DPDK, iface_external_ids=ids, port_external_ids=port_ids)
+
+
+def delete_interfaces(ovs: Ovs, si: ServiceInterface) -> None:
+    if si.spec.interface_type == INTERFACE_TYPE_OVN:
+        targets = [(OVN_BRIDGE, OVN_PATCH), (SFC_BRIDGE, OVN_PATCH_PEER)]
+    else:
+        name = port_name(si)
+        targets = [(SFC_BRIDGE, name)] if name else []
+    for bridge, name in targets:
+        if _has_port(ovs, bridge, name):
+            ovs.delete_port(bridge, name)
+
+
+# --- ServiceChain -----------------------------------------------------------------------------------------
+
+
+class ServiceChainReconciler:
+    def __init__(self, node_name: str, *, lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE)) -> None:
+        self.node_name = node_name
+        self.lookup_bridges = tuple(lookup_bridges)
+
+    def reconcile(self, ctx: Context, req: Request) -> Result:
+        cookie = chain_cookie(req.namespace, req.name)
+        ovs = _ovs(ctx)
+        sc = ctx.client.try_get(ServiceChain, req.name, req.namespace)
+        if sc is None:
+            try:
+                self._remove_chain_labels(ctx, req)
+                ovs.del_flows_cookie(SFC_BRIDGE, cookie)
+            except Exception as e:
+                ctx.log.error("ServiceChain %s: cleanup failed: %s", req, e)
+                return Result(requeue_after=REQUEUE_FLOWS)
+            return DONE
+        if sc.spec.node != self.node_name:
+            return DONE
+
+        new = sc.deepcopy()
+        now = ctx.timestamp()
+        try:
+            switches = self._resolve(ctx, ovs, sc)
+        except Exception as e:
+            ctx.log.error("ServiceChain %s: failed to get interface: %s", req, e)
+            _set_ready(new, "False", REASON_PENDING, str(e), now)
+        else:
+            try:
+                for ports in switches:
+                    flows = chain_flows(cookie, [str(p) for p in ports])
+                    if flows:
+                        ovs.add_flows_bundle(SFC_BRIDGE, flows)
+            except Exception as e:
+                ctx.log.error("ServiceChain %s: failed to add flows: %s", req, e)
+                _set_ready(new, "False", REASON_ERROR, f"failed to add flows: {e}", now)
+            else:
+                _set_ready(new, "True", REASON_SUCCESS, "", now)
+        try:
+            write(ctx, sc, new)
+        except Exception as e:
+            ctx.log.error("ServiceChain %s: failed to write status: %s", req, e)
+        return Result(requeue_after=REQUEUE_FLOWS)
+
+    def service_interface(self, ctx: Context, namespace: str | None, ifc: ServiceIfc) -> ServiceInterface:
+        """The unique ServiceInterface on this node in the chain's namespace matching the port's labels."""
+        found = [
+            si
+            for si in ctx.client.list(ServiceInterface, namespace, label_selector=ifc.match_labels)
+            if si.spec.node == self.node_name
+        ]
+        labels = ifc.match_labels
+        if not found:
+            raise LookupError(
+                f"no serviceInterface in namespace({namespace}) matching labels({labels}) on node({self.node_name}) found"
+            )
+        if len(found) > 1:
+            raise LookupError(
+                f"expected only one serviceInterface in namespace({namespace}) to match labels({labels}) on "
+                f"node({self.node_name}). found {len(found)}"
+            )
+        return found[0]
+
+    def _resolve(self, ctx: Context, ovs: Ovs, sc: ServiceChain) -> list[list[int]]:
+        """Every switch's member ofports, labelling each ServiceInterface with the chain on the way."""
+        view = OvsView(ovs, self.lookup_bridges)
+        switches: list[list[int]] = []
+        for switch in sc.spec.switches:
+            ports: list[int] = []
+            for port in switch.ports:
+                si = self.service_interface(ctx, sc.namespace, port.service_interface)
+                ports.append(view.ofport_of(interface_key(ctx, si, sc.namespace, self.node_name)))
+                if si.metadata.labels.get(LABEL_SERVICE_CHAIN) != sc.name:
+                    labelled = si.deepcopy()
+                    labelled.metadata.labels[LABEL_SERVICE_CHAIN] = sc.name
+                    ctx.client.update(labelled)
+            switches.append(ports)
+        return switches
+
+    def _remove_chain_labels(self, ctx: Context, req: Request) -> None:
+        selector = {LABEL_SERVICE_CHAIN: req.name}
+        for si in ctx.client.list(ServiceInterface, req.namespace, label_selector=selector):
+            if si.spec.node != self.node_name:
+                continue
+            unlabelled = si.deepcopy()
+            unlabelled.metadata.labels.pop(LABEL_SERVICE_CHAIN, None)
+            ctx.client.update(unlabelled)
+
+
+# --- stale object remover -----------------------------------------------------------------------------------
+
+
+def flow_cookies(lines: Iterable[str]) -> set[int]:
+    """Cookies in `ovs-ofctl dump-flows` text (hex `0x..` as printed, or decimal); a flow without one is 0."""
+    cookies: set[int] = set()
+    for line in lines:
+        text = line.strip()
+        if not text or "actions=" not in text:
+            continue  # headers such as "NXST_FLOW reply"
+        m = _COOKIE.search(text)
+        cookies.add(int(m.group(1), 0) if m is not None else 0)
+    return cookies
+
+
+STALE_REQUEST = Request(None, "stale-object-remover")
+
+
+class StaleObjectRemover:
+    """A ticker: the first pass only arms it, then every `period` it sweeps flows and ports."""
+
+    def __init__(self, node_name: str, period: float = STALE_REMOVAL_PERIOD) -> None:
+        self.node_name = node_name
+        self.period = period
+        self._armed = False
+
+    def reconcile(self, ctx: Context, req: Request) -> Result:
+        if not self._armed:
+            self._armed = True
+            return Result(requeue_after=self.period)
+        ovs = _ovs(ctx)
+        for sweep in (self.remove_stale_flows, self.remove_stale_ports):
+            try:
+                sweep(ctx, ovs)
+            except Exception as e:
+                ctx.log.error("failed to %s: %s", sweep.__name__.replace("_", " "), e)
+        return Result(requeue_after=self.period)
+
+    def remove_stale_flows(self, ctx: Context, ovs: Ovs) -> list[int]:
+        current = flow_cookies(ovs.dump_flows(SFC_BRIDGE))
+        desired = {chain_cookie(sc.namespace, sc.name) for sc in ctx.client.list(ServiceChain)}
+        removed = sorted(current - desired)
+        for cookie in removed:
+            ctx.log.info("remove cookie=%d/-1", cookie)
+            ovs.del_flows_cookie(SFC_BRIDGE, cookie)
+        return removed
+
+    def remove_stale_ports(self, ctx: Context, ovs: Ovs) -> list[str]:
+        desired = {
+            produced_port(si) for si in ctx.client.list(ServiceInterface) if si.spec.node == self.node_name
+        }
+        removed: list[str] = []
+        for row in (PortRow.of(r) for r in ovs.ports(SFC_BRIDGE)):
+            ids = row.port_external_ids
+            if row.name == SFC_BRIDGE or row.name in desired:
+                continue
+            if ids.get(EXTERNAL_ID_OWNER) == OVS_CNI_OWNER or ids.get(EXTERNAL_ID_DPF_TYPE) == DPF_TYPE_PHYSICAL:
+                continue
+            ovs.delete_port(SFC_BRIDGE, row.name)
+            ctx.log.info("deleted OVS port with name: %s", row.name)
+            removed.append(row.name)
+        return removed
+
+
+class _TickerController(Controller):
+    """A controller with no watched kind: its one request is queued when it starts."""
+
+    def start(self, lister: Lister, listers: dict[str | None, Lister] | None = None) -> None:
+        super().start(lister, listers)
+        self.enqueue(STALE_REQUEST)
+
+
+def controllers(
+    node_name: str,
+    *,
+    lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE),
+    stale_period: float = STALE_REMOVAL_PERIOD,
+) -> list[Controller]:
+    """The agent of one DPU node: ServiceInterface, ServiceChain and the stale object remover."""
+    on_node = _on_node(node_name)
+    return [
+        Controller(
+            NAME_SERVICE_INTERFACE,
+            ServiceInterfaceReconciler(node_name, lookup_bridges=lookup_bridges),
+            ServiceInterface,
+            for_predicate=on_node,
+        ),
+        Controller(
+            NAME_SERVICE_CHAIN,
+            ServiceChainReconciler(node_name, lookup_bridges=lookup_bridges),
+            ServiceChain,
+            for_predicate=on_node,
+        ),
+        _TickerController(NAME_STALE_OBJECT_REMOVER, StaleObjectRemover(node_name, stale_period), None),
+    ]
