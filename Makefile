@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck contracts unit bench sysdeps venv clean
+.PHONY: demo test lint typecheck contracts unit bench sysdeps venv clean protos
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ test: venv sysdeps lint typecheck contracts unit
 
 bench: venv
 	$(BIN)/pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,ops,rounds
+
+# Regenerate the gRPC stubs from dpf_hw/proto/*.proto (the generated files are checked in).
+protos: venv
+	$(BIN)/python -m dpf_hw.proto.generate
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
