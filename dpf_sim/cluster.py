@@ -115,6 +115,7 @@ class ClusterWorld:
         self._node_ports = 30000
         self._pod_ips = 0
         self._pods_started: set[str] = set()
+        self.dpu_joined: list[Any] = []
         host.subscribe(self._on_host_event, [Pod, Service, TenantControlPlane, NodeMaintenance])
         bluefields.on_booted = self._on_dpu_booted
 
@@ -227,7 +228,7 @@ class ClusterWorld:
             return
         cluster = f"{ns}/{name}"
         if cluster not in self.dpu_clusters:
-            self.dpu_clusters[cluster] = self.new_store(cluster)
+            self.new_store(cluster)  # registers itself in dpu_clusters and runs the cluster_created hooks
         secret = f"{name}-admin-kubeconfig"
         if self.host.try_get(Secret, secret, ns) is None:
             self.host.create(Secret.model_validate({
@@ -270,6 +271,8 @@ class ClusterWorld:
             return False
         if store.try_get(Node, bf.name) is None:
             register_node(store, _ready_node(bf.name, {"kubernetes.io/hostname": bf.name}, rfc3339(self.clock.now()), "192.168.100.2"))
+            for hook in self.dpu_joined:
+                hook(f"{dpu.spec.cluster.namespace or dpu.namespace}/{dpu.spec.cluster.name}", bf.name)
         return True
 
 

@@ -36,6 +36,8 @@ class TwinConfig:
     models: dict[str, Any] = field(default_factory=dict)
     # Write core/v1 Events into the stores (off for scale runs: they are counted either way).
     record_events: bool = True
+    # Extra worlds wired in after the provisioning composition: modules of dpf_sim with `attach(twin)`.
+    attachments: tuple[str, ...] = ()
 
 
 # The twin wakes a DPU when what it waits for happens (task done, host up, its DPU-cluster Node changed), so
@@ -71,7 +73,15 @@ class Twin:
         self.host = self.new_store("host")
         self.dpu_clusters: dict[str, MemoryStore] = {}
         self._listeners: list[Callable[[str, WatchEvent], None]] = []
+        # Hooks for attachments: a DPU cluster's store was created; a DPU joined its DPU cluster (its
+        # node agents can start).
+        self.cluster_created: list[Callable[[str, MemoryStore], None]] = []
+        self.dpu_joined: list[Callable[[str, str], None]] = []
         self._compose()
+        import importlib
+
+        for name in self.config.attachments:
+            importlib.import_module(name if "." in name else f"dpf_sim.{name}").attach(self)
 
     # ---- stores ------------------------------------------------------------------------------------
 
@@ -84,6 +94,9 @@ class Twin:
 
             # A DPU's Node changing in its DPU cluster wakes the DPU (the DPU controller polls it in DPF).
             store.subscribe(self._dpu_cluster_node, [Node])
+            self.dpu_clusters[name] = store
+            for hook in self.cluster_created:
+                hook(name, store)
         return store
 
     def _observer(self, store_name: str) -> Callable[[WatchEvent], None]:
@@ -194,6 +207,7 @@ class Twin:
         self.tasks = SimTasks(self.env, executor, epoch=self.clock.epoch, on_done=self._task_done)
         self.world = ClusterWorld(self.env, self.clock, self.host, self.dpu_clusters, self.new_store, self.bluefields, self.hosts,
                                   ClusterParams.model_validate(models.get("cluster", {})), self.streams.get("cluster"))
+        self.world.dpu_joined = self.dpu_joined
         self.world.register_host_nodes()
         if self.serve_any_bfb:
             self.host.subscribe(self._serve_bfb, [BFB])
