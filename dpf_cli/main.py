@@ -54,9 +54,15 @@ def run(
     report: Path | None = typer.Option(None, "--report", help="write the JSON report here"),
     until: str | None = typer.Option(None, "--until", help='end the run at this simulated time ("2h", "90m")'),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar; print failures and the verdict only"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log controller activity (reconcile errors, retries) to stderr"),
 ) -> None:
     """Run a scenario on the twin. Exit 0 when every expectation holds, 1 when any fails, 2 for an invalid scenario."""
+    import logging
+
     from dpf_cli.run import run_command
+
+    # Reconcile errors are retried and counted in the report; show them only when asked.
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
     result = run_command(scenario, seed=seed, report=report, until=until, quiet=quiet)
     for line in result.out:

@@ -473,14 +473,15 @@ class Controller:
         return ProcessOutcome(self.name, seq, req, result, error, action, requeue_at, done.started, now, done.duration)
 
     def _log_error(self, req: Request, error: BaseException, action: str) -> None:
-        if self.log.isEnabledFor(logging.ERROR):
-            self.log.error(
+        # A reconcile error is retried with backoff, so it is a warning; the traceback only when debugging.
+        if self.log.isEnabledFor(logging.WARNING):
+            self.log.warning(
                 "Reconciler error controller=%s request=%s action=%s: %s",
                 self.name,
                 req,
                 action,
                 error,
-                exc_info=(type(error), error, error.__traceback__),
+                exc_info=(type(error), error, error.__traceback__) if self.log.isEnabledFor(logging.DEBUG) else None,
             )
 
     def process_next(self, ctx_factory: Callable[[Controller], Context], now: float) -> ProcessOutcome | None:
