@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpf_core.ports import Procedure, TaskState, TaskStatus
+from dpf_core.ports.dispatch import OpDispatcher
 from dpf_core.ports.ops import OpError, Sleep
 
 log = logging.getLogger(__name__)
@@ -52,27 +53,13 @@ def raise_if_cancelled() -> None:
         raise TaskCancelled("cancelled")
 
 
-class OpHandlers:
-    """Dispatches an op to the handler registered for its type (the exact class, then its bases)."""
+class OpHandlers(OpDispatcher[Handler]):
+    """Blocking handlers for the real world, called on the task's thread."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[type, Handler] = {}
-
-    def register(self, op_type: type, handler: Handler) -> None:
-        if op_type in self._handlers:
-            raise ValueError(f"a handler for {op_type.__name__} is already registered")
-        self._handlers[op_type] = handler
-
-    def handles(self, op_type: type) -> bool:
-        return any(t in self._handlers for t in op_type.__mro__)
+    world = "the operator"
 
     def __call__(self, op: Any) -> Any:
-        for t in type(op).__mro__:
-            handler = self._handlers.get(t)
-            if handler is not None:
-                return handler(op)
-        # An OpError, not a crash: the procedure may handle it, and the task fails with a readable reason.
-        raise OpError(f"no handler for {type(op).__name__}", "Unimplemented")
+        return self.handler_for(op)(op)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 import simpy
 
 from dpf_core.ports import Procedure, TaskState, TaskStatus
+from dpf_core.ports.dispatch import OpDispatcher
 from dpf_core.ports.ops import OpError, Sleep
 from dpf_core.runtime.types import DEFAULT_EPOCH
 
@@ -34,26 +35,13 @@ def original_error(e: OpError) -> OpError:
     return e
 
 
-class Executor:
-    """Dispatches an op to the handler registered for its type (the exact class, then its bases)."""
+class Executor(OpDispatcher[Handler]):
+    """SimPy generator handlers for the twin's models."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[type, Handler] = {}
-
-    def register(self, op_type: type, handler: Handler) -> None:
-        if op_type in self._handlers:
-            raise ValueError(f"a handler for {op_type.__name__} is already registered")
-        self._handlers[op_type] = handler
-
-    def handles(self, op_type: type) -> bool:
-        return any(t in self._handlers for t in op_type.__mro__)
+    world = "the twin"
 
     def __call__(self, op: Any) -> OpGenerator:
-        for t in type(op).__mro__:
-            handler = self._handlers.get(t)
-            if handler is not None:
-                return handler(op)
-        raise OpError(f"the twin has no handler for {type(op).__name__}", "Unimplemented")
+        return self.handler_for(op)(op)
 
 
 @dataclass
