@@ -309,6 +309,44 @@ class MirrorReconciler(ABC, Generic[P]):
         return ready
 
 
+class SetMirrorReconciler(MirrorReconciler[P]):
+    """A host object whose child is one set of the same name and namespace in every DPU cluster:
+    labels/annotations from `spec.template.metadata`, spec = `spec.template.spec` (DPUServiceInterface ->
+    ServiceInterfaceSet, DPUServiceChain -> ServiceChainSet)."""
+
+    CHILD: ClassVar[type[KubeObject]]
+
+    def desired_child(self, parent: P) -> KubeObject:
+        template = parent.spec.template  # type: ignore[attr-defined]
+        meta = template.metadata
+        return self.CHILD.model_validate(
+            {
+                "apiVersion": self.CHILD.KIND.api_version,
+                "kind": self.CHILD.KIND.kind,
+                "metadata": {
+                    "name": parent.name,
+                    "namespace": parent.namespace,
+                    "labels": dict(meta.labels) if meta is not None else {},
+                    "annotations": dict(meta.annotations) if meta is not None else {},
+                },
+                "spec": template.spec.wire(),
+            }
+        )
+
+    def apply_children(self, client: Client, parent: P) -> None:
+        apply(client, self.desired_child(parent))
+
+    def children(self, client: Client, parent: P) -> list[KubeObject]:
+        found = client.try_get(self.CHILD, parent.name, parent.namespace)
+        return [found] if found is not None else []
+
+    def delete_children(self, client: Client, parent: P) -> None:
+        delete_if_exists(client, self.CHILD, parent.name, parent.namespace)
+
+    def child_ready(self, child: KubeObject) -> bool:
+        return isinstance(child, self.CHILD) and is_ready(child.status.conditions)  # type: ignore[attr-defined]
+
+
 def mirror_controller(name: str, reconciler: MirrorReconciler[Any], *, watch_clusters: bool = True) -> Controller:
     """Own object; DPUCluster and TenantControlPlane events re-evaluate every object of the kind."""
     cell = ListerCell()
