@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 # System packages the real-component tests need. Never kubernetes-client: kubectl is /usr/bin/kubectl.
 sysdeps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		if ! command -v ovs-vswitchd >/dev/null || ! command -v ovsdb-server >/dev/null; then \
-			echo "installing openvswitch-switch"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch iproute2 >/dev/null; \
+		if ! command -v ovs-vswitchd >/dev/null || ! command -v ovsdb-server >/dev/null || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+			echo "installing openvswitch-switch chromium chromium-driver"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch iproute2 chromium chromium-driver >/dev/null; \
 		fi; \
 	else echo "sysdeps: not root or no apt-get; real-component tests will skip (or fail under DPF_REQUIRE_REAL=1)"; fi
 

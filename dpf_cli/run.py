@@ -75,6 +75,8 @@ def run_command(
         if o.passed and quiet:
             continue
         out.out.append(f"  {'PASS' if o.passed else 'FAIL'} {o.name}: {o.summary or o.detail}")
+        if not quiet:
+            out.out.extend(f"      {line}" for line in o.lines)  # e.g. a packet trace's outcome and path
         if not o.passed:
             out.out.extend(f"      offending: {x}" for x in o.offending)
             if o.history:

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 
 from dpf_core.controllers import (
     bfb,
+    credential_request,
     dpu,
     dpucluster,
+    dpudeployment,
+    dpuservice,
     dpuservicechain,
     dpuserviceinterface,
     dpuserviceipam,
@@ -23,6 +26,7 @@ from dpf_core.controllers import (
     ipam_injector,
     kamaji_cluster_manager,
     nvipam,
+    operator_config,
     servicechainset,
     serviceinterfaceset,
     sfc,
@@ -47,10 +51,16 @@ def service_chain_host_controllers() -> list[Controller]:
     return [dpuserviceinterface.controller(), dpuservicechain.controller(), dpuserviceipam.controller()]
 
 
+def dpuservice_controllers() -> list[Controller]:
+    """DPF's dpuservice manager and the operator's config controller (need ClusterClients and a TokenIssuer in
+    `Ports.extra["tokens"]` for credential requests)."""
+    return [credential_request.controller(), dpuservice.controller(), dpudeployment.controller(), operator_config.controller()]
+
+
 def host_controllers(options: ProvisioningOptions | None = None) -> list[Controller]:
     """Everything that runs against the host cluster's API server (needs the Tasks, BfbStore, Dms, HostExec and
     ClusterClients ports)."""
-    return [*provisioning_controllers(options), *service_chain_host_controllers()]
+    return [*provisioning_controllers(options), *service_chain_host_controllers(), *dpuservice_controllers()]
 
 
 def dpu_cluster_controllers() -> list[Controller]:

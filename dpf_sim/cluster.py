@@ -5,7 +5,7 @@ controllers see exactly the objects a real cluster would show them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -27,6 +27,9 @@ from .models.host import Hosts
 from .worldports import SimHostNetwork
 
 TWIN_SCHEME = "twin://"
+# A kubeconfig cluster extension naming the twin store a served URL belongs to, so a kubeconfig whose server
+# is the twin API server's https URL (what kubectl and the operator dial) still resolves in the twin.
+TWIN_CLUSTER_EXTENSION = "twin-cluster"
 HOSTNETWORK_LOOP = 5.0
 
 
@@ -53,7 +56,8 @@ def kubeconfig_for(cluster: str) -> bytes:
 
 
 class SimClusterClients:
-    """dpf_core.ports.ClusterClients: a kubeconfig naming `twin://<ns>/<name>` reaches that DPU cluster's store."""
+    """dpf_core.ports.ClusterClients: a kubeconfig whose current context's cluster is `twin://<ns>/<name>`
+    (or carries the `twin-cluster` extension naming `<ns>/<name>`) reaches that DPU cluster's store."""
 
     def __init__(self, stores: dict[str, MemoryStore]) -> None:
         self.stores = stores
@@ -62,20 +66,38 @@ class SimClusterClients:
 
     def for_kubeconfig(self, kubeconfig: bytes) -> Client | None:
         if kubeconfig not in self._servers:
-            self._servers[kubeconfig] = self._server(kubeconfig)
+            self._servers[kubeconfig] = twin_cluster_of(kubeconfig)
         server = self._servers[kubeconfig]
         return None if server is None else self.stores.get(server)
 
-    @staticmethod
-    def _server(kubeconfig: bytes) -> str | None:
-        try:
-            doc = yaml.safe_load(kubeconfig)
-            server = str(doc["clusters"][0]["cluster"]["server"])
-        except (yaml.YAMLError, KeyError, IndexError, TypeError):
+
+def twin_cluster_of(kubeconfig: bytes) -> str | None:
+    """The twin store a kubeconfig points at: its current context's cluster (the first cluster when it
+    names no context), by the `twin-cluster` extension or a `twin://` server; None when it is not the twin's."""
+    try:
+        doc = yaml.safe_load(kubeconfig)
+        clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
+        current = doc.get("current-context")
+        entry: dict[str, Any] | None = None
+        if current:
+            ctx = next((c.get("context") or {} for c in doc.get("contexts") or [] if c.get("name") == current), None)
+            if ctx is not None:
+                entry = clusters.get(ctx.get("cluster"))
+        elif doc.get("clusters"):
+            entry = doc["clusters"][0].get("cluster") or {}
+        if entry is None:
             return None
-        if not server.startswith(TWIN_SCHEME):
-            return None
-        return server[len(TWIN_SCHEME):]
+        for ext in entry.get("extensions") or []:
+            if ext.get("name") == TWIN_CLUSTER_EXTENSION:
+                value = ext.get("extension")
+                name = value.get("cluster") if isinstance(value, dict) else value
+                return str(name) if name else None
+        server = str(entry.get("server") or "")
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return None
+    if not server.startswith(TWIN_SCHEME):
+        return None
+    return server[len(TWIN_SCHEME):]
 
 
 def _ready_node(name: str, labels: dict[str, str], now: str, address: str) -> Node:
@@ -116,8 +138,15 @@ class ClusterWorld:
         self._pod_ips = 0
         self._pods_started: set[str] = set()
         self.dpu_joined: list[Any] = []
+        # What Kamaji writes into `<cluster>-admin-kubeconfig`: `kubeconfig_for` unless something serves the
+        # twin (dpf serve renders kubeconfigs naming its API server).
+        self.kubeconfig_hook: Callable[[str], bytes] | None = None
         host.subscribe(self._on_host_event, [Pod, Service, TenantControlPlane, NodeMaintenance])
         bluefields.on_booted = self._on_dpu_booted
+
+    def admin_kubeconfig(self, cluster: str) -> bytes:
+        """The `admin.conf` of DPU cluster `cluster` as the twin publishes it."""
+        return (self.kubeconfig_hook or kubeconfig_for)(cluster)
 
     def register_host_nodes(self) -> None:
         for i, (name, rec) in enumerate(sorted(self.hosts.fleet.hosts.items())):
@@ -233,7 +262,7 @@ class ClusterWorld:
         if self.host.try_get(Secret, secret, ns) is None:
             self.host.create(Secret.model_validate({
                 "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": ns},
-                "type": "Opaque", "data": {"admin.conf": _b64(kubeconfig_for(cluster))},
+                "type": "Opaque", "data": {"admin.conf": _b64(self.admin_kubeconfig(cluster))},
             }))
         version = (tcp.model_dump(by_alias=True).get("spec") or {}).get("kubernetes", {}).get("version", "v1.30.2")
         try:

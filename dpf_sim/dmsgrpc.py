@@ -14,7 +14,8 @@ target to it. The server certificate is the loopback one (IP SAN 127.0.0.1), sta
 `<dpu>-server-secret`.
 
 Time: the model is SimPy code on the twin's environment, which is not thread-safe, and gRPC calls arrive on
-server threads. A `SimPacer` owns the environment while the server runs: a thread advances it in small
+server threads. One pacer owns the environment while the server runs (`SimPacer`, or in `dpf serve` the
+serve loop's pacer, passed in as `pacer=`: anything with `env`, `lock` and `run_process`): a thread advances it in small
 steps to `sim start + wall elapsed x speed`, holding `lock`; servicers start the model's op as a SimPy
 process under the same lock and wait (wall clock) for it to finish. Everything else that touches the twin
 meanwhile (a test applying objects, injecting a fault) takes `pacer.lock`. We chose lockstep pacing over
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import grpc
 import simpy
@@ -129,35 +130,59 @@ class SimPacer:
                     timeout: float | None) -> Any:
         """Run `body` as a SimPy process and wait for it on this (gRPC) thread. Returns its value or raises
         what it raised; a caller that goes away (cancelled, deadline) interrupts it."""
-        done = threading.Event()
-        box: dict[str, Any] = {}
+        return run_sim_process(self.env, self.lock, body, is_active, timeout, failed=lambda: self.error)
 
-        def process() -> Generator[Any, Any, None]:
-            try:
-                box["value"] = yield from body()
-            except OpError as e:
-                box["error"] = original_error(e)
-            except simpy.Interrupt as i:
-                box["error"] = OpError(f"cancelled: {i.cause}", "Cancelled")
-            except Exception as e:  # a model bug: reported to the caller as INTERNAL, not swallowed
-                box["error"] = e
-            finally:
-                done.set()
 
-        with self.lock:
-            proc = self.env.process(process())
-        give_up = None if timeout is None else time.monotonic() + timeout
-        while not done.wait(0.01):
-            if self.error is not None:
-                raise OpError(f"the twin's clock stopped: {self.error!r}", "Unavailable")
-            if not is_active() or (give_up is not None and time.monotonic() > give_up):
-                with self.lock:
-                    if proc.is_alive:
-                        proc.interrupt("client went away")
-                raise OpError("the client cancelled the call or its deadline passed", "Cancelled")
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+class EnvPacer(Protocol):
+    """What the DMS server needs of whoever advances the twin's environment: the environment, the lock that
+    guards it, and a way to run a SimPy process from another thread and wait for it (SimPacer here, the
+    serve loop's pacer in `dpf serve`: one thing advances the environment)."""
+
+    env: simpy.Environment
+    lock: threading.RLock
+
+    def run_process(self, body: Callable[[], Generator[Any, Any, Any]], is_active: Callable[[], bool],
+                    timeout: float | None) -> Any: ...
+
+
+def run_sim_process(env: simpy.Environment, lock: threading.RLock, body: Callable[[], Generator[Any, Any, Any]],
+                    is_active: Callable[[], bool], timeout: float | None, *,
+                    failed: Callable[[], BaseException | None] = lambda: None,
+                    wake: Callable[[], None] = lambda: None) -> Any:
+    """Start `body` as a process of `env` (under `lock`) and wait on the calling thread, polling the wall
+    clock, until it ends; `wake` tells the pacer a new event is due now. The process is interrupted when the
+    caller goes away (`is_active` false) or `timeout` wall seconds pass; `failed` reports a stopped clock."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def process() -> Generator[Any, Any, None]:
+        try:
+            box["value"] = yield from body()
+        except OpError as e:
+            box["error"] = original_error(e)
+        except simpy.Interrupt as i:
+            box["error"] = OpError(f"cancelled: {i.cause}", "Cancelled")
+        except Exception as e:  # a model bug: reported to the caller as INTERNAL, not swallowed
+            box["error"] = e
+        finally:
+            done.set()
+
+    with lock:
+        proc = env.process(process())
+    wake()
+    give_up = None if timeout is None else time.monotonic() + timeout
+    while not done.wait(0.01):
+        error = failed()
+        if error is not None:
+            raise OpError(f"the twin's clock stopped: {error!r}", "Unavailable")
+        if not is_active() or (give_up is not None and time.monotonic() > give_up):
+            with lock:
+                if proc.is_alive:
+                    proc.interrupt("client went away")
+            raise OpError("the client cancelled the call or its deadline passed", "Cancelled")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 @dataclass(frozen=True)
@@ -172,7 +197,7 @@ class ServerTls:
 class _Dms:
     """What every servicer shares: routing, the model, the pacer."""
 
-    def __init__(self, bluefields: BlueFields, pacer: SimPacer) -> None:
+    def __init__(self, bluefields: BlueFields, pacer: EnvPacer) -> None:
         self.bluefields = bluefields
         self.pacer = pacer
         self.executor = Executor()
@@ -376,10 +401,14 @@ class DmsGrpcServer:
     `dial(target)` is what to hand the real client so every DPU's calls reach this server."""
 
     def __init__(self, bluefields: BlueFields, tls: ServerTls, *, host: str = "127.0.0.1", port: int = 0,
-                 speed: float = 1.0, pacer: SimPacer | None = None, max_workers: int = 16) -> None:
+                 speed: float = 1.0, pacer: EnvPacer | None = None, max_workers: int = 16) -> None:
         self.bluefields = bluefields
-        self.pacer = pacer or SimPacer(bluefields.env, speed)
-        self._owns_pacer = pacer is None
+        self._own_pacer: SimPacer | None = None
+        self.pacer: EnvPacer
+        if pacer is None:
+            self._own_pacer = self.pacer = SimPacer(bluefields.env, speed)
+        else:
+            self.pacer = pacer
         self.dms = _Dms(bluefields, self.pacer)
         self.host = host
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dms-grpc"))
@@ -404,17 +433,76 @@ class DmsGrpcServer:
 
     def start(self) -> DmsGrpcServer:
         self.server.start()
-        if self._owns_pacer:
-            self.pacer.start()
+        if self._own_pacer is not None:
+            self._own_pacer.start()
         return self
 
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace).wait()
-        if self._owns_pacer:
-            self.pacer.stop()
+        if self._own_pacer is not None:
+            self._own_pacer.stop()
 
     def __enter__(self) -> DmsGrpcServer:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class DmsPki:
+    """PEM bytes of a throwaway DMS trust: a CA, the server certificate it signed (IP SAN = the listen
+    address), and a client certificate it signed, which the server trusts (DPF's cert-manager issuer
+    `dpf-provisioning-ca`, `<dpu>-server-secret`, `dpf-provisioning-client-secret`)."""
+
+    ca_cert: bytes
+    server_key: bytes
+    server_cert: bytes
+    client_key: bytes
+    client_cert: bytes
+
+    def server_tls(self) -> ServerTls:
+        return ServerTls(server_key=self.server_key, server_cert=self.server_cert, client_ca=self.ca_cert)
+
+
+def issue_dms_pki(host: str = "127.0.0.1", days: int = 7) -> DmsPki:
+    """ECDSA P-256 certificates, as DPF's issuer makes them."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(cn: str, signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None, *, ca: bool = False,
+              usage: x509.ObjectIdentifier | None = None,
+              san: x509.GeneralName | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = (x509.CertificateBuilder().subject_name(name)
+                   .issuer_name(signer[0].subject if signer else name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if san is not None:
+            builder = builder.add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        return builder.sign(signer[1] if signer else key, hashes.SHA256()), key
+
+    def pem(pair: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> tuple[bytes, bytes]:
+        return (pair[1].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()),
+                pair[0].public_bytes(serialization.Encoding.PEM))
+
+    try:
+        san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        san = x509.DNSName(host)
+    ca = issue("dpf-provisioning-ca", None, ca=True)
+    server_key, server_cert = pem(issue("dpf-twin-dms-server", ca, usage=ExtendedKeyUsageOID.SERVER_AUTH, san=san))
+    client_key, client_cert = pem(issue("dpf-provisioning-client", ca, usage=ExtendedKeyUsageOID.CLIENT_AUTH))
+    return DmsPki(pem(ca)[1], server_key, server_cert, client_key, client_cert)

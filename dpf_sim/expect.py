@@ -12,13 +12,15 @@ register it with `@register_invariant("myName")`, or name it in a scenario as `t
 from __future__ import annotations
 
 import importlib
+import itertools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, ValidationError
 
-from dpf_core.api.external import Node
+from dpf_core.api.external import CIDRPool, IPPool, Node, Pod
 from dpf_core.api.meta import KubeObject, Model
 from dpf_core.api.provisioning import (
     DPU,
@@ -31,7 +33,7 @@ from dpf_core.errors import ApiError
 from dpf_core.store.protocol import WatchEvent
 from dpf_core.store.selectors import EVERYTHING, LabelMatcher, compile_label_selector
 
-from .scenario import AwaitSpec, InvariantSpec, ScenarioError, field_attrs
+from .scenario import AwaitSpec, InvariantSpec, ScenarioError, TraceSpec, field_attrs
 
 if TYPE_CHECKING:
     from .twin import Twin
@@ -73,11 +75,14 @@ class Outcome:
     offending: list[str] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     summary: str = ""  # the detail without the offending list (for terminals, which list them one a line)
+    lines: list[str] = field(default_factory=list)  # what the check saw, for a person (packet traces)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "passed": self.passed, "detail": self.detail}
         if self.offending:
             out["offending"] = self.offending
+        if self.lines:
+            out["lines"] = self.lines
         if self.history:
             out["history"] = self.history
         return out
@@ -104,6 +109,7 @@ class Check:
         self.summary = ""
         self.offending: list[str] = []
         self.history: list[str] = []
+        self.lines: list[str] = []
         self.active = False
         self.twin: Twin | None = None
         self.on_decided: Callable[[Check], None] | None = None
@@ -157,7 +163,8 @@ class Check:
             self.on_decided(self)
 
     def outcome(self) -> Outcome:
-        return Outcome(self.name, bool(self.passed), self.detail, self.offending, self.history, self.summary or self.detail)
+        return Outcome(self.name, bool(self.passed), self.detail, self.offending, self.history, self.summary or self.detail,
+                       self.lines)
 
 
 # --- awaits --------------------------------------------------------------------------------------------------
@@ -642,6 +649,534 @@ class NoLeftovers(Check):
             self.fail(f"{len(self.remaining)} object(s) left when the run ended at t={self.now:.1f}s", self._left())
 
 
+# --- service chains: packet traces, OVS leftovers, IPAM allocations -----------------------------------------
+
+
+def _servicechain(twin: Any, what: str) -> Any:
+    world = getattr(twin, "servicechain", None)
+    if world is None:
+        raise ScenarioError([
+            f"{what}: needs the servicechain attachment (add `attachments: [servicechain]` to the scenario)"
+        ])
+    return world
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+class TraceCheck(Check):
+    """A packet injected at a port (or a pod's interface) of DPU nodes at a simulated time: where it leaves
+    each node, which chains' flows it hit, which headers changed. Decided once, at that time."""
+
+    blocking = True
+    kinds: tuple[type[KubeObject], ...] | None = ()
+    store = None
+
+    def __init__(self, spec: TraceSpec) -> None:
+        super().__init__(spec.name, spec.after, None)
+        self.spec = spec
+        self.started = 0.0
+        self.world: Any = None
+
+    def bind(self, twin: Twin) -> None:
+        super().bind(twin)
+        self.world = _servicechain(twin, f"trace {self.name}")
+
+    def activate(self, deleted: list[tuple[str, KubeObject]]) -> None:
+        super().activate(deleted)
+        assert self.twin is not None
+        self.started = self.now
+        self.twin.env.process(self._at())
+
+    def _at(self) -> Any:
+        assert self.twin is not None
+        yield self.twin.env.timeout(self.spec.at)
+        if self.passed is None:
+            self.run()
+
+    def targets(self) -> list[tuple[str, str]]:
+        world = self.world
+        clusters = [self.spec.store] if self.spec.store is not None else sorted(world.clusters)
+        out: list[tuple[str, str]] = []
+        for cluster in clusters:
+            if cluster not in world.clusters:
+                continue
+            names = world.node_names(cluster)
+            wanted = self.spec.nodes
+            if isinstance(wanted, list):
+                names = [n for n in names if n in set(wanted)]
+            elif isinstance(wanted, int):
+                names = names[:wanted]
+            out.extend((cluster, n) for n in names)
+        return out
+
+    def _packet(self) -> Any:
+        from .ovs import Packet
+
+        return Packet(**self.spec.packet.model_dump(by_alias=False))
+
+    def run(self) -> None:
+        targets = self.targets()
+        if not targets:
+            where = self.spec.store or "any DPU cluster"
+            self.fail(f"no DPU node to trace on in {where} at t={self.now:.1f}s")
+            return
+        if isinstance(self.spec.nodes, list):
+            missing = sorted(set(self.spec.nodes) - {n for _, n in targets})
+            if missing:
+                self.fail(f"nodes not joined at t={self.now:.1f}s", missing)
+                return
+        wanted = self.spec.nodes
+        at_least = wanted if isinstance(wanted, int) else int(wanted[2:]) if isinstance(wanted, str) and wanted.startswith(">=") else 0
+        if len(targets) < at_least:
+            self.fail(f"only {len(targets)} DPU node(s) joined at t={self.now:.1f}s, {at_least} wanted")
+            return
+        src = self.spec.from_
+        traced: list[tuple[Any, list[str]]] = []
+        bad: list[str] = []
+        for cluster, node in targets:
+            try:
+                source = self.world.resolve(cluster, node, port=src.port, bridge=src.bridge, pod=src.pod,
+                                            namespace=src.namespace or (self.spec.namespace if src.pod is not None else None),
+                                            interface=src.interface)
+                nt = self.world.trace(cluster, node, source, self._packet(), side_effects=self.spec.side_effects)
+            except (LookupError, KeyError) as e:
+                bad.append(f"{node}: cannot inject: {e}")
+                continue
+            problems = self.judge(nt)
+            traced.append((nt, problems))
+            if problems:
+                bad.append(f"{node}: " + "; ".join(problems))
+        self.lines = self.render(traced)
+        if bad:
+            self.fail(f"{len(bad)} of {len(targets)} node(s) at t={self.now:.1f}s not as expected", bad)
+        else:
+            self.succeed(f"as expected on {len(targets)} node(s) at t={self.now:.1f}s: {self._signature(traced[0][0])}")
+
+    # --- verdict ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _matches(want: Any, got: Any) -> bool:
+        if want.port is not None:
+            return bool(got.port == want.port and (want.bridge is None or got.bridge == want.bridge))
+        if got.pod is None or (want.interface is not None and got.interface != want.interface):
+            return False
+        ns, _, name = got.pod.partition("/")
+        if want.namespace is not None and ns != want.namespace:
+            return False
+        if isinstance(want.pod, str):
+            return bool(want.pod in (name, got.pod))
+        labels = dict(got.labels)
+        return all(labels.get(k) == v for k, v in want.pod.items())
+
+    def judge(self, nt: Any) -> list[str]:
+        exp = self.spec.expect
+        problems: list[str] = []
+        got = list(nt.deliveries)
+        if exp.drop is True and got:
+            problems.append("expected a drop, left through " + ", ".join(d.describe() for d in got))
+        if exp.drop is False and not got:
+            problems.append(f"dropped ({nt.result.drop_reason})")
+        if exp.to is not None:
+            remaining = list(got)
+            unmet = []
+            for want in exp.to:
+                hit = next((d for d in remaining if self._matches(want, d)), None)
+                if hit is None:
+                    unmet.append(want)
+                else:
+                    remaining.remove(hit)
+            if unmet or remaining:
+                shown = ", ".join(d.describe() for d in got) or "nowhere (dropped)"
+                missing = ", ".join(_show_endpoint(w) for w in unmet)
+                problems.append(f"went to {shown}" + (f"; missing {missing}" if missing else "")
+                                + (f"; unexpected {', '.join(d.describe() for d in remaining)}" if remaining else ""))
+        if exp.via:
+            from dpf_core.controllers.sfc import chain_cookie
+
+            cookies = {h.cookie for h in nt.result.hits}
+            ns = self.spec.namespace
+            for chain in exp.via:
+                if not cookies & {chain_cookie(ns, f"{chain}-{nt.node}"), chain_cookie(ns, chain)}:
+                    problems.append(f"no flow of chain {chain} was hit")
+        if exp.rewrites is not None:
+            actual = {_camel(k): str(v[1]).lower() for k, v in nt.result.rewrites.items()}
+            wanted = {_camel(_snake(k)): str(v).lower() for k, v in exp.rewrites.items()}
+            if actual != wanted:
+                problems.append(f"rewrites {actual or 'none'}, expected {wanted or 'none'}")
+        return problems
+
+    # --- report --------------------------------------------------------------------------------------
+    @staticmethod
+    def _signature(nt: Any) -> str:
+        outs = sorted(f"{d.pod.split('/')[-1]}:{d.interface}" if d.pod else f"{d.bridge}:{d.port}" for d in nt.deliveries)
+        src = nt.source
+        start = f"{src.pod.split('/')[-1]}:{src.interface}" if src.pod else f"{src.bridge}:{src.port}"
+        return f"{start} -> {', '.join(outs) or 'drop'}"
+
+    def render(self, traced: list[tuple[Any, list[str]]]) -> list[str]:
+        """One line per distinct outcome (pod names generalised), then the path through the tables of the
+        first node, so a person sees the hops without reading 50 traces."""
+        if not traced:
+            return []
+        p = self.spec.packet
+        lines = [f"packet {p.eth_src} -> {p.eth_dst}" + (f" {p.ip_src} -> {p.ip_dst}" if p.ip_src or p.ip_dst else "")
+                 + f" at t={self.now:.1f}s on {len(traced)} node(s)"]
+        groups: dict[str, list[str]] = {}
+        for nt, problems in traced:
+            generic = sorted(f"pod interface {d.interface}" if d.pod else f"{d.bridge}:{d.port}" for d in nt.deliveries)
+            key = ("FAIL " if problems else "ok   ") + (", ".join(generic) or "dropped")
+            groups.setdefault(key, []).append(nt.node)
+        for key, nodes in groups.items():
+            shown = ", ".join(nodes[:3]) + (f" (+{len(nodes) - 3})" if len(nodes) > 3 else "")
+            lines.append(f"{key}  [{len(nodes)} node(s): {shown}]")
+        nt = next((t for t, problems in traced if problems), traced[0][0])
+        lines.append(f"path on {nt.node}, entering at {nt.source.describe()}:")
+        owners = self._cookie_owners(nt)
+        for h in nt.result.hits:
+            actions = re.sub(r"learn\([^()]*\)", "learn(...)", h.actions)
+            owner = f" ({owners[h.cookie]})" if h.cookie in owners else ""
+            lines.append(f"  {h.bridge} table {h.table} priority {h.priority} cookie {h.cookie:#x}{owner}: "
+                         f"{h.match or '*'} -> {actions}")
+        for d in nt.deliveries:
+            lines.append(f"  out: {d.describe()}")
+        if not nt.deliveries:
+            lines.append(f"  dropped: {nt.result.drop_reason}")
+        if nt.result.learned:
+            lines.append(f"  learned {len(nt.result.learned)} flow(s)")
+        if nt.result.rewrites:
+            lines.append("  rewrites: " + ", ".join(f"{_camel(k)} {a} -> {b}" for k, (a, b) in nt.result.rewrites.items()))
+        return lines
+
+
+    def _cookie_owners(self, nt: Any) -> dict[int, str]:
+        """Cookie -> the ServiceChain it is the FNV-1a-64 of (or the HBN pairing stand-in), for the path lines."""
+        from dpf_core.api.svc import ServiceChain
+        from dpf_core.controllers.sfc import chain_cookie
+
+        from .cni import HBN_PAIR_COOKIE
+
+        owners = {HBN_PAIR_COOKIE: "HBN pairing"}
+        for sc in self.world.clusters[nt.cluster].store.list(ServiceChain):
+            if sc.spec.node == nt.node:
+                owners[chain_cookie(sc.namespace, sc.name)] = f"ServiceChain {sc.name}"
+        return owners
+
+
+def _show_endpoint(want: Any) -> str:
+    if want.port is not None:
+        return f"{want.bridge + ':' if want.bridge else ''}{want.port}"
+    return f"pod {want.pod} {want.interface or ''}".rstrip()
+
+
+def make_trace(spec: TraceSpec) -> TraceCheck:
+    return TraceCheck(spec)
+
+
+class OvsCleanParams(_Params):
+    store: str | None = None  # a DPU cluster "<namespace>/<name>"; default every one
+    chains: list[str] = Field(default_factory=list)  # DPUServiceChains whose ServiceChains must be gone
+    interfaces: list[str] = Field(default_factory=list)  # DPUServiceInterfaces whose ServiceInterfaces must be gone
+    period: float = Field(default=5.0, gt=0)
+
+
+class OvsClean(Check):
+    """After a step, within a deadline: the named (and the step's deleted) DPUServiceChains and
+    DPUServiceInterfaces have no ServiceChain/ServiceInterface left in the DPU clusters, and no DPU node has
+    a br-sfc flow whose cookie is no ServiceChain of that node or a port nothing accounts for (what the
+    SFC agent's stale sweep removes). OVS changes raise no store event, so it looks every `period`."""
+
+    blocking = True
+    kinds: tuple[type[KubeObject], ...] | None = ()
+    store = None
+
+    def __init__(self, spec: InvariantSpec) -> None:
+        super().__init__(spec.name, spec.after, spec.within)
+        self.params = OvsCleanParams.model_validate(spec.params)
+        self.chains = set(self.params.chains)
+        self.interfaces = set(self.params.interfaces)
+        self.started = 0.0
+        self.world: Any = None
+
+    def bind(self, twin: Twin) -> None:
+        super().bind(twin)
+        self.world = _servicechain(twin, f"invariant {self.name}")
+
+    def activate(self, deleted: list[tuple[str, KubeObject]]) -> None:
+        super().activate(deleted)
+        assert self.twin is not None
+        self.started = self.now
+        for _, obj in deleted:
+            if obj.kind == "DPUServiceChain":
+                self.chains.add(obj.name)
+            elif obj.kind == "DPUServiceInterface":
+                self.interfaces.add(obj.name)
+        self.twin.env.process(self._poll())
+
+    def _poll(self) -> Any:
+        assert self.twin is not None
+        while self.passed is None:
+            if not self.leftovers():
+                self.succeed(f"clean at t={self.now:.1f}s ({self.now - self.started:.1f}s after the step)")
+                return
+            yield self.twin.env.timeout(self.params.period)
+
+    def leftovers(self) -> list[str]:
+        from dpf_core.api.svc import (
+            LABEL_SERVICE_CHAIN_SET_NAME,
+            LABEL_SERVICE_INTERFACE_SET_NAME,
+            ServiceChain,
+            ServiceInterface,
+        )
+
+        out: list[str] = []
+        world = self.world
+        for cluster in sorted(world.clusters):
+            if self.params.store is not None and cluster != self.params.store:
+                continue
+            store = world.clusters[cluster].store
+            for cls, label, names in ((ServiceChain, LABEL_SERVICE_CHAIN_SET_NAME, self.chains),
+                                      (ServiceInterface, LABEL_SERVICE_INTERFACE_SET_NAME, self.interfaces)):
+                out.extend(f"{cls.KIND.kind} {show_key(obj_key(o))} in {cluster}" for o in store.list(cls)
+                           if o.metadata.labels.get(label) in names)
+            for node in world.node_names(cluster):
+                out.extend(f"{node}: {p}" for p in world.ovs_leftovers(cluster, node))
+        return out
+
+    def on_deadline(self) -> None:
+        if self.passed is None:
+            left = self.leftovers()
+            self.fail(f"{len(left)} leftover(s) {self.within:g}s after the step", left, history=True)
+
+    def finish(self) -> None:
+        if self.passed is None:
+            self.fail(f"not clean when the run ended at t={self.now:.1f}s", self.leftovers())
+
+
+class IpamParams(_Params):
+    pools: list[str] | None = None  # pool names; default every IPPool and CIDRPool
+
+
+class IpamAllocations(Invariant):
+    """NVIPAM's allocations (in every DPU cluster) and the addresses the CNI handed out stay sound:
+    per pool no two nodes' blocks overlap, every block lies inside the pool with the configured size and is
+    not wholly excluded, CIDRPool gateways are `gatewayIndex` into the node's prefix (none for /31, /32),
+    an IPPool's gateway lies in its subnet, a node's block never moves while the node keeps one; a pod's
+    address lies in its node's block, is not the gateway, not excluded and no other pod's."""
+
+    kinds = (IPPool, CIDRPool, Pod)
+    store = None
+
+    def __init__(self, spec: InvariantSpec) -> None:
+        super().__init__(spec)
+        params = IpamParams.model_validate(spec.params)
+        self.only = set(params.pools) if params.pools is not None else None
+        self.blocks: dict[tuple[str, str, str, str], str] = {}  # (store, kind, pool, node) -> block
+        self.leases: dict[tuple[str, str, str, str], str] = {}  # (store, type, pool, ip) -> pod/interface
+        self.pod_leases: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
+        self.world: Any = None
+        self.checked_pods = 0
+
+    def bind(self, twin: Twin) -> None:
+        super().bind(twin)
+        self.world = getattr(twin, "servicechain", None)
+
+    def activate(self, deleted: list[tuple[str, KubeObject]]) -> None:
+        super().activate(deleted)
+        assert self.twin is not None
+        for name, st in self.twin.stores().items():
+            for cls in (IPPool, CIDRPool, Pod):
+                for obj in st.list(cls):
+                    self.on_event(name, WatchEvent("ADDED", obj))
+
+    def on_event(self, store: str, ev: WatchEvent) -> None:
+        self.events += 1
+        obj = ev.object
+        if isinstance(obj, Pod):
+            self._pod(store, obj, ev.type == "DELETED")
+        elif isinstance(obj, IPPool | CIDRPool):
+            if self.only is not None and obj.name not in self.only:
+                return
+            if ev.type == "DELETED":
+                for key in [k for k in self.blocks if k[:3] == (store, obj.kind, obj.name)]:
+                    del self.blocks[key]
+                return
+            problems = self._pool(store, obj)
+            if problems:
+                self.violate(f"{obj.kind} {show_key(obj_key(obj))} in {store}", problems)
+
+    def _pool(self, store: str, pool: IPPool | CIDRPool) -> list[str]:
+        import ipaddress
+
+        from dpf_core.controllers.nvipam import Block, _excluded, _ranges
+
+        problems: list[str] = []
+        spans: list[tuple[Block, str]] = []
+        seen_nodes: set[str] = set()
+        exclusions = _ranges(pool.spec.exclusions)
+        if isinstance(pool, IPPool):
+            net = ipaddress.ip_network(pool.spec.subnet, strict=False)
+            gw = pool.spec.gateway
+            if gw and ipaddress.ip_address(gw) not in net:
+                problems.append(f"gateway {gw} outside {net}")
+            for a in pool.status.allocations:
+                first, last = int(ipaddress.ip_address(a.start_ip)), int(ipaddress.ip_address(a.end_ip))
+                block = Block(first, last)
+                text = f"{a.start_ip}-{a.end_ip}"
+                if not (int(net.network_address) <= first and last <= int(net.broadcast_address)):
+                    problems.append(f"{a.node_name}: {text} outside {net}")
+                if last - first + 1 != pool.spec.per_node_block_size:
+                    problems.append(f"{a.node_name}: {text} is not {pool.spec.per_node_block_size} addresses")
+                spans.append((block, a.node_name))
+                seen_nodes.add(a.node_name)
+                problems.extend(self._moved(store, pool, a.node_name, text))
+        else:
+            net = ipaddress.ip_network(pool.spec.cidr, strict=False)
+            statics = {s.node_name for s in pool.spec.static_allocations if s.node_name}
+            for c in pool.status.allocations:
+                prefix = ipaddress.ip_network(c.prefix, strict=False)
+                block = Block(int(prefix.network_address), int(prefix.broadcast_address))
+                if not prefix.subnet_of(net) or prefix.prefixlen != pool.spec.per_node_network_prefix:  # type: ignore[arg-type]
+                    problems.append(f"{c.node_name}: {prefix} is not a /{pool.spec.per_node_network_prefix} of {net}")
+                index = pool.spec.gateway_index
+                want = (None if index is None or prefix.prefixlen >= prefix.max_prefixlen - 1
+                        else str(prefix.network_address + index))
+                if c.node_name not in statics and c.gateway != want:
+                    problems.append(f"{c.node_name}: gateway {c.gateway} in {prefix}, expected {want}")
+                spans.append((block, c.node_name))
+                seen_nodes.add(c.node_name)
+                problems.extend(self._moved(store, pool, c.node_name, str(prefix)))
+        for block, node in spans:
+            if _excluded(block, exclusions):
+                problems.append(f"{node}: its block lies inside the exclusions")
+        spans.sort(key=lambda x: x[0].first)
+        for (lo, lo_node), (hi, hi_node) in itertools.pairwise(spans):
+            if lo.overlaps(hi):
+                problems.append(f"{lo_node} and {hi_node} overlap")
+        for key in [k for k in self.blocks if k[:3] == (store, pool.kind, pool.name) and k[3] not in seen_nodes]:
+            del self.blocks[key]  # the node lost its block (gone, unselected): it may get another one
+        return problems
+
+    def _moved(self, store: str, pool: KubeObject, node: str, text: str) -> list[str]:
+        key = (store, pool.kind, pool.name, node)
+        before = self.blocks.setdefault(key, text)
+        return [] if before == text else [f"{node}: moved from {before} to {text}"]
+
+    def _pod(self, store: str, pod: Pod, gone: bool) -> None:
+        import ipaddress
+
+        from .cni import pool_block
+
+        pkey = (store, f"{pod.namespace}/{pod.name}")
+        for lease in self.pod_leases.pop(pkey, []):
+            self.leases.pop(lease, None)
+        if gone or self.world is None or store not in self.world.clusters:
+            return
+        state = self.world.clusters[store].cni.pods.get(pkey[1])
+        if state is None or state.uid != pod.metadata.uid:
+            return
+        problems: list[str] = []
+        mine: list[tuple[str, str, str, str]] = []
+        for att in state.attachments:
+            lease = att.lease
+            if lease is None:
+                continue
+            ip = lease.address.split("/")[0]
+            key = (store, lease.pool_type, lease.pool, ip)
+            holder = self.leases.get(key)
+            owner = f"{pkey[1]}/{att.interface}"
+            if holder is not None and holder != owner:
+                problems.append(f"{att.interface}: {ip} also leased to {holder}")
+            self.leases[key] = owner
+            mine.append(key)
+            pool = self.world.clusters[store].cni._pool(lease.pool_type, lease.pool)
+            block = pool_block(pool, state.node) if pool is not None else None
+            if block is None:
+                continue  # the pool changed under the pod; NVIPAM's side is checked on the pool
+            first, last, gateway, _ = block
+            value = int(ipaddress.ip_address(ip))
+            if not int(ipaddress.ip_address(first)) <= value <= int(ipaddress.ip_address(last)):
+                problems.append(f"{att.interface}: {ip} outside {state.node}'s block {first}-{last}")
+            if ip == gateway:
+                problems.append(f"{att.interface}: {ip} is the gateway")
+            if lease.gateway != gateway:
+                problems.append(f"{att.interface}: gateway {lease.gateway}, the pool says {gateway}")
+            for r in (pool.spec.exclusions if pool is not None else []):
+                if int(ipaddress.ip_address(r.start_ip)) <= value <= int(ipaddress.ip_address(r.end_ip)):
+                    problems.append(f"{att.interface}: {ip} is excluded")
+        self.pod_leases[pkey] = mine
+        self.checked_pods += 1
+        if problems:
+            self.violate(f"pod {pkey[1]} in {store}", problems)
+
+    def finish(self) -> None:
+        if self.passed is None:
+            self.succeed(f"held over {self.events} event(s): {len(self.blocks)} block(s), {len(self.leases)} pod address(es)")
+
+
+class PoolsAllocatedParams(_Params):
+    pools: list[str]
+    nodes: int | None = None  # default: every Node of the DPU cluster
+    store: str | None = None
+
+
+class PoolsAllocated(Check):
+    """Every listed pool (IPPool or CIDRPool, in every DPU cluster) holds a block for `nodes` nodes (default
+    all of that cluster's Nodes) by a deadline."""
+
+    blocking = True
+    kinds = (IPPool, CIDRPool, Node)
+    store = None
+
+    def __init__(self, spec: InvariantSpec) -> None:
+        super().__init__(spec.name, spec.after, spec.within)
+        self.params = PoolsAllocatedParams.model_validate(spec.params)
+        self.started = 0.0
+
+    def activate(self, deleted: list[tuple[str, KubeObject]]) -> None:
+        super().activate(deleted)
+        self.started = self.now
+        self._evaluate()
+
+    def on_event(self, store: str, ev: WatchEvent) -> None:
+        self._evaluate()
+
+    def shortfall(self) -> list[str]:
+        assert self.twin is not None
+        out: list[str] = []
+        clusters = {k: v for k, v in self.twin.dpu_clusters.items() if self.params.store in (None, k)}
+        if not clusters:
+            return ["no DPU cluster yet"]
+        for name, st in sorted(clusters.items()):
+            want = self.params.nodes if self.params.nodes is not None else len(st.list(Node))
+            for pool in self.params.pools:
+                sizes = [len(p.status.allocations) for p in st.list(IPPool) if p.name == pool]
+                sizes += [len(p.status.allocations) for p in st.list(CIDRPool) if p.name == pool]
+                found = bool(sizes)
+                have = max(sizes, default=0)
+                if have < want or not found:
+                    out.append(f"{pool} in {name}: {have} of {want} node(s) allocated" + ("" if found else " (no pool)"))
+        return out
+
+    def _evaluate(self) -> None:
+        if self.passed is None and not self.shortfall():
+            self.succeed(f"{len(self.params.pools)} pool(s) cover their nodes at t={self.now:.1f}s "
+                         f"({self.now - self.started:.1f}s after start)")
+
+    def on_deadline(self) -> None:
+        if self.passed is None:
+            self.fail(f"not allocated within {self.within:g}s", self.shortfall())
+
+    def finish(self) -> None:
+        if self.passed is None:
+            self.fail(f"not allocated when the run ended at t={self.now:.1f}s", self.shortfall())
+
+
 # --- registry -------------------------------------------------------------------------------------------------
 
 InvariantFactory = Callable[[InvariantSpec], Check]
@@ -650,6 +1185,9 @@ _INVARIANTS: dict[str, InvariantFactory] = {
     "maxUnavailable": MaxUnavailable,
     "singleFlash": SingleFlash,
     "noLeftovers": NoLeftovers,
+    "ovsClean": OvsClean,
+    "ipamAllocations": IpamAllocations,
+    "poolsAllocated": PoolsAllocated,
 }
 
 
@@ -698,11 +1236,10 @@ def check_invariant_spec(spec: InvariantSpec) -> list[tuple[tuple[str | int, ...
     except LookupError as e:
         return [(("type",), str(e))]
     out: list[tuple[tuple[str | int, ...], str]] = []
-    if spec.type == "noLeftovers":
-        if spec.after is None:
-            out.append((("after",), "noLeftovers needs the step it checks after"))
-        if spec.within is None:
-            out.append((("within",), "noLeftovers needs a deadline"))
+    if spec.type in ("noLeftovers", "ovsClean") and spec.after is None:
+        out.append((("after",), f"{spec.type} needs the step it checks after"))
+    if spec.type in ("noLeftovers", "ovsClean", "poolsAllocated") and spec.within is None:
+        out.append((("within",), f"{spec.type} needs a deadline"))
     try:
         make_invariant(spec)
     except ValidationError as err:

@@ -6,10 +6,23 @@ events every rate is constant, so the next completion is known exactly. One time
 predicted completion; a recompute bumps `version`, which turns every armed timer stale (a stale timer fires
 and does nothing), so no timer ever has to be cancelled. Starts in one instant are batched into one recompute.
 
+Scale (10,000 concurrent BFB pushes): the work per change must not grow with the number of flows.
+- A link that can never be a bottleneck is left out of the filling: every flow on it has a rate cap (the
+  rshim rate) and the caps together fit in the link (a host's or DPU's own link, a ToR uplink of a rack
+  that cannot saturate it). Its share is at least the average remaining cap of its flows, so some cap or
+  other link always freezes those flows first; the allocation is exactly the same without it.
+- Flows with the same remaining links and the same cap are interchangeable, so max-min gives them the same
+  rate: they form one bundle. A bundle has a service clock `served` (bytes each member received since the
+  bundle formed) and a heap of its members' finishing clocks; a member's remaining bytes are its finishing
+  clock minus `served`. Progressive filling runs over bundles weighted by their sizes, so a start or finish
+  costs O(bundles x path length + log flows), and all fleet-wide installs behind one server are one bundle.
+- A link's byte counter is kept as (bytes of departed flows + a per-flow offset) + sum over bundles of
+  members on the link x the bundle's clock, so it is exact without touching every link on every change.
+
 Progressive filling with a lazy heap: a link's fair share (remaining capacity / unfrozen flows) only grows as
-flows freeze elsewhere, so a popped share that is out of date is pushed back with its current value. Cost per
-recompute is O(F * path length * log L) over integer link indices fixed at build time; a per-flow rate cap
-(`max_rate`, e.g. the rshim push rate or a slow server) is a private bottleneck in a second heap.
+flows freeze elsewhere, so a popped share that is out of date is pushed back with its current value; a
+per-flow rate cap (`max_rate`, e.g. the rshim push rate or a slow server) is a private bottleneck in a second
+heap.
 """
 
 from __future__ import annotations
@@ -28,6 +41,20 @@ class TransferCancelled(Exception):
     pass
 
 
+class _Bundle:
+    """Flows with the same non-dominated links and the same cap: they always share one rate."""
+
+    __slots__ = ("heap", "key", "links", "max_rate", "members", "rate", "served")
+
+    def __init__(self, key: tuple[tuple[int, ...], float | None]) -> None:
+        self.key = key
+        self.links, self.max_rate = key
+        self.members: dict[int, Transfer] = {}
+        self.rate = 0.0
+        self.served = 0.0
+        self.heap: list[tuple[float, int, Transfer]] = []
+
+
 class Transfer(simpy.Event):
     """One flow of bytes; an event that succeeds (value: itself) once the last byte arrived."""
 
@@ -41,13 +68,28 @@ class Transfer(simpy.Event):
         self.links = links
         self.max_rate = max_rate
         self.tag = tag
-        self.remaining = float(size)
-        self.rate = 0.0
         self.started: float = env.now
         self.finished: float | None = None
         self.cancelled = False
         self._res: list[int] = []
-        self._epoch = -1
+        self._bundle: _Bundle | None = None
+        self._finish_at = 0.0  # the bundle clock value at which the last byte arrives
+        self._joined_at = 0.0  # the bundle clock value when the flow joined its bundle
+        self._final_remaining = float(size)
+
+    @property
+    def remaining(self) -> float:
+        """Bytes still to move, as of the network's last accounting (every change and every completion)."""
+        b = self._bundle
+        if b is None:
+            return self._final_remaining
+        left = self._finish_at - b.served
+        return left if left > 0 else 0.0
+
+    @property
+    def rate(self) -> float:
+        b = self._bundle
+        return b.rate if b is not None else 0.0
 
     @property
     def transferred(self) -> float:
@@ -62,8 +104,8 @@ class LinkState:
     bandwidth: float
     up: bool = True
     factor: float = 1.0
-    bytes: float = 0.0  # carried so far (fluid: accrued at the aggregate rate)
-    rate: float = 0.0  # aggregate bytes/s right now
+    bytes: float = 0.0  # carried so far: current as of the last link_bytes() call
+    rate: float = 0.0  # aggregate bytes/s: current for recorded links, and for all as of link_bytes()
 
     @property
     def capacity(self) -> float:
@@ -102,12 +144,23 @@ class Network:
         self.max_concurrent = 0
         self.recomputes = 0
         self._ids = itertools.count(1)
+        self._seq = itertools.count()
         self._active: dict[int, Transfer] = {}
-        self._capped: dict[int, Transfer] = {}
+        n = len(names)
         self._link_flows: dict[int, dict[int, Transfer]] = {}
+        # Dominance bookkeeping: sum of caps and number of uncapped flows per link.
+        self._cap_sum = [0.0] * n
+        self._uncapped = [0] * n
+        self._dominated = [False] * n
+        self._touched: set[int] = set()
+        self._bundles: dict[tuple[tuple[int, ...], float | None], _Bundle] = {}
+        # Per link: members of each bundle on it, and the byte offset (see the module docstring).
+        self._on_link: dict[int, dict[_Bundle, int]] = {}
+        self._offset = [0.0] * n
+        self._recorded_ids = [i for i, r in enumerate(self._recorded) if r]
+        self._recorded_rate: dict[int, float] = {}
         self._last = env.now
         self._dirty = False
-        self._busy: dict[int, float] = {}  # link index -> aggregate rate, links carrying something
 
     # --- public API -----------------------------------------------------------------------------------
     def transfer(self, src: str, dst: str, nbytes: float, *, max_rate: float | None = None, tag: str = "") -> Transfer:
@@ -121,18 +174,24 @@ class Network:
         if nbytes == 0 or (not links and max_rate is None):
             # Nothing to share: a local copy or an empty file is instantaneous in a fluid model.
             t.finished = self.env.now
+            t._final_remaining = 0.0
             self.completed += 1
             t.succeed(t)
             return t
+        self._advance()
         t._res = [self._index[lid] for lid in links]
         self._active[t.ident] = t
-        if max_rate is not None:
-            self._capped[t.ident] = t
         for i in t._res:
             flows = self._link_flows.get(i)
             if flows is None:
                 flows = self._link_flows[i] = {}
             flows[t.ident] = t
+            if max_rate is None:
+                self._uncapped[i] += 1
+            else:
+                self._cap_sum[i] += max_rate
+            self._touched.add(i)
+        self._join(t, 0.0)
         self.max_concurrent = max(self.max_concurrent, len(self._active))
         self._mark_dirty()
         return t
@@ -164,7 +223,9 @@ class Network:
                 state.up = up
             if factor is not None:
                 state.factor = factor
-            self._capacity[self._index[lid]] = state.capacity
+            i = self._index[lid]
+            self._capacity[i] = state.capacity
+            self._touched.add(i)
         self._mark_dirty()
 
     def active(self) -> list[Transfer]:
@@ -173,6 +234,16 @@ class Network:
     def link_bytes(self) -> dict[str, float]:
         """Bytes each link has carried so far (links that carried nothing are left out)."""
         self._advance()
+        for i, state in enumerate(self._states):
+            on = self._on_link.get(i)
+            total = self._offset[i]
+            rate = 0.0
+            if on:
+                for b, n in on.items():
+                    total += n * b.served
+                    rate += n * b.rate
+            state.bytes = total
+            state.rate = rate
         return {lid: s.bytes for lid, s in sorted(self.links.items()) if s.bytes > 0}
 
     def path(self, src: str, dst: str) -> tuple[str, ...]:
@@ -204,119 +275,242 @@ class Network:
             self._reallocate()
 
     def _advance(self) -> None:
-        """Account bytes moved since the last event at the rates in force since then."""
+        """Move every bundle's clock on by what its members received since the last event."""
         now = self.env.now
         dt = now - self._last
         if dt <= 0:
             return
         self._last = now
-        for t in self._active.values():
-            if t.rate > 0:
-                rem = t.remaining - t.rate * dt
-                t.remaining = rem if rem > 0 else 0.0
-        states = self._states
-        for i, rate in self._busy.items():
-            states[i].bytes += rate * dt
+        for b in self._bundles.values():
+            if b.rate > 0:
+                b.served += b.rate * dt
+
+    def _key(self, t: Transfer) -> tuple[tuple[int, ...], float | None]:
+        dominated = self._dominated
+        return (tuple(i for i in t._res if not dominated[i]), t.max_rate)
+
+    def _join(self, t: Transfer, already: float) -> None:
+        """Put `t` (with `already` bytes moved) in the bundle its links and cap say."""
+        key = self._key(t)
+        b = self._bundles.get(key)
+        if b is None:
+            b = self._bundles[key] = _Bundle(key)
+        b.members[t.ident] = t
+        t._bundle = b
+        t._joined_at = b.served
+        t._finish_at = b.served + (t.size - already)
+        heapq.heappush(b.heap, (t._finish_at, next(self._seq), t))
+        shift = already - b.served
+        offset, on_link = self._offset, self._on_link
+        for i in t._res:
+            offset[i] += shift
+            on = on_link.get(i)
+            if on is None:
+                on = on_link[i] = {}
+            on[b] = on.get(b, 0) + 1
+
+    def _leave(self, t: Transfer) -> float:
+        """Take `t` out of its bundle; returns the bytes it moved."""
+        b = t._bundle
+        assert b is not None
+        left = t._finish_at - b.served
+        t._final_remaining = left if left > 0 else 0.0
+        moved = t.size - t._final_remaining
+        del b.members[t.ident]
+        t._bundle = None
+        # The flow's bytes so far become part of the links' fixed offsets.
+        served, offset, on_link = b.served, self._offset, self._on_link
+        for i in t._res:
+            offset[i] += served
+            on = on_link[i]
+            n = on[b] - 1
+            if n:
+                on[b] = n
+            else:
+                del on[b]
+                if not on:
+                    del on_link[i]
+        if not b.members:
+            del self._bundles[b.key]
+        return moved
 
     def _remove(self, t: Transfer) -> None:
         del self._active[t.ident]
-        self._capped.pop(t.ident, None)
+        self._leave(t)
         for i in t._res:
             flows = self._link_flows[i]
             del flows[t.ident]
             if not flows:
                 del self._link_flows[i]
+            if t.max_rate is None:
+                self._uncapped[i] -= 1
+            else:
+                self._cap_sum[i] -= t.max_rate
+                if i not in self._link_flows:
+                    self._cap_sum[i] = 0.0  # no drift from adding and subtracting floats
+            self._touched.add(i)
+
+    def _redominate(self) -> None:
+        """Re-decide dominance of the links whose flows or capacity changed; re-bundle flows on flips."""
+        moved: dict[int, Transfer] = {}
+        for i in self._touched:
+            flows = self._link_flows.get(i)
+            cap = self._capacity[i]
+            dominated = bool(flows) and self._uncapped[i] == 0 and cap > 0 and cap >= self._cap_sum[i] * (1 + 1e-9)
+            if dominated != self._dominated[i]:
+                self._dominated[i] = dominated
+                if flows:
+                    moved.update(flows)
+        self._touched.clear()
+        for ident in sorted(moved):
+            t = moved[ident]
+            b = t._bundle
+            if b is None or self._key(t) == b.key:
+                continue
+            self._join(t, self._leave(t))
 
     def _reallocate(self) -> None:
         self._advance()
         self._dirty = False
         self.recomputes += 1
-        epoch = self.recomputes
         now = self.env.now
+        if self._touched:
+            self._redominate()
 
-        link_flows = self._link_flows
+        bundles = self._bundles
         cap = self._capacity[:]
-        count = [0] * len(cap)
-        total = [0.0] * len(cap)
-        heap: list[tuple[float, int]] = []
-        for i, flows in link_flows.items():
-            n = len(flows)
-            count[i] = n
-            heap.append((cap[i] / n, i))
+        count: dict[int, int] = {}
+        link_bundles: dict[int, list[_Bundle]] = {}
+        caps: list[tuple[float, int, _Bundle]] = []
+        for b in bundles.values():
+            n = len(b.members)
+            for i in b.links:
+                count[i] = count.get(i, 0) + n
+                lb = link_bundles.get(i)
+                if lb is None:
+                    link_bundles[i] = [b]
+                else:
+                    lb.append(b)
+            if b.max_rate is not None:
+                caps.append((b.max_rate, id(b), b))
+            b.rate = -1.0  # not frozen yet
+        heap = [(cap[i] / n, i) for i, n in count.items()]
         heapq.heapify(heap)
-        caps = [(t.max_rate or 0.0, t.ident, t) for t in self._capped.values()]
         heapq.heapify(caps)
-        nxt = float("inf")
+        unfrozen = len(bundles)
 
-        while heap or caps:
+        while unfrozen and (heap or caps):
             if caps and (not heap or caps[0][0] <= heap[0][0]):
                 # A cap below every link's (possibly stale, so lower-bound) share is binding: freeze at it.
-                rate, _, t = heapq.heappop(caps)
-                if t._epoch == epoch:
+                rate, _, b = heapq.heappop(caps)
+                if b.rate >= 0:
                     continue
-                t._epoch = epoch
-                t.rate = rate
-                if rate > 0 and t.remaining / rate < nxt:
-                    nxt = t.remaining / rate
-                for j in t._res:
-                    total[j] += rate
-                    c = cap[j] - rate
+                b.rate = rate
+                unfrozen -= 1
+                n = len(b.members)
+                for j in b.links:
+                    c = cap[j] - rate * n
                     cap[j] = c if c > 0 else 0.0
-                    count[j] -= 1
+                    count[j] -= n
                 continue
             share, i = heapq.heappop(heap)
-            n = count[i]
-            if n == 0:
+            n_i = count[i]
+            if n_i == 0:
                 continue
-            current = cap[i] / n
+            current = cap[i] / n_i
             if current > share * (1 + 1e-12) + 1e-12:
                 heapq.heappush(heap, (current, i))
                 continue
-            for t in link_flows[i].values():
-                if t._epoch == epoch:
+            for b in link_bundles[i]:
+                if b.rate >= 0:
                     continue
-                t._epoch = epoch
-                t.rate = current
-                if current > 0 and t.remaining / current < nxt:
-                    nxt = t.remaining / current
-                for j in t._res:
-                    total[j] += current
+                b.rate = current
+                unfrozen -= 1
+                n = len(b.members)
+                for j in b.links:
                     if j != i:
-                        c = cap[j] - current
+                        c = cap[j] - current * n
                         cap[j] = c if c > 0 else 0.0
-                        count[j] -= 1
+                        count[j] -= n
             count[i] = 0
+        for b in bundles.values():
+            if b.rate < 0:
+                b.rate = 0.0  # no constraint at all cannot happen with links or caps; stay safe
 
-        old = self._busy
-        busy = {i: total[i] for i in link_flows if total[i] > 0}
-        changed = [i for i in old.keys() | busy.keys() if old.get(i, 0.0) != busy.get(i, 0.0)]
-        if changed:
-            # Sorted by link name: set order follows hashing and a replay must be byte-identical.
-            changed.sort()
-            states, names, recorded = self._states, self._names, self._recorded
-            for i in changed:
-                rate = busy.get(i, 0.0)
-                states[i].rate = rate
-                if recorded[i]:
-                    self.utilisation.append((now, names[i], rate))
-        self._busy = busy
-
+        self._record(now)
         self.version += 1
+        nxt = self._next_completion()
         if nxt < float("inf"):
             timer = self.env.timeout(nxt)
             version = self.version
             timer.callbacks.append(lambda _ev: self._on_timer(version))
 
+    def _record(self, now: float) -> None:
+        """Append the recorded links whose aggregate rate changed, in link-name order (a replay must be
+        byte-identical)."""
+        old = self._recorded_rate
+        on_link = self._on_link
+        rates: dict[int, float] = {}
+        for i in self._recorded_ids:
+            on = on_link.get(i)
+            if on:
+                rate = sum(n * b.rate for b, n in on.items())
+                if rate > 0:
+                    rates[i] = rate
+        changed = sorted(i for i in old.keys() | rates.keys() if old.get(i, 0.0) != rates.get(i, 0.0))
+        states, names = self._states, self._names
+        for i in changed:
+            rate = rates.get(i, 0.0)
+            states[i].rate = rate
+            self.utilisation.append((now, names[i], rate))
+        self._recorded_rate = rates
+
+    @staticmethod
+    def _top(b: _Bundle) -> tuple[float, int, Transfer] | None:
+        heap = b.heap
+        while heap:
+            entry = heap[0]
+            t = entry[2]
+            if t._bundle is b and t._finish_at == entry[0]:
+                return entry
+            heapq.heappop(heap)  # a member that left (finished, cancelled or re-bundled)
+        return None
+
+    def _next_completion(self) -> float:
+        nxt = float("inf")
+        for b in self._bundles.values():
+            if b.rate <= 0:
+                continue
+            top = self._top(b)
+            if top is not None:
+                dt = (top[0] - b.served) / b.rate
+                if dt < nxt:
+                    nxt = dt if dt > 0 else 0.0
+        return nxt
+
     def _on_timer(self, version: int) -> None:
         if version != self.version:
             return  # a recompute since this timer was armed re-predicted every completion
         self._advance()
-        done = [t for t in self._active.values() if t.remaining <= max(1e-9 * t.size, 1e-6)
-                or (t.rate > 0 and t.remaining / t.rate <= 1e-9)]
+        done: list[Transfer] = []
+        for b in list(self._bundles.values()):
+            rate = b.rate
+            while True:
+                top = self._top(b)
+                if top is None:
+                    break
+                t = top[2]
+                left = top[0] - b.served
+                if left <= max(1e-9 * t.size, 1e-6) or (rate > 0 and left / rate <= 1e-9):
+                    heapq.heappop(b.heap)
+                    done.append(t)
+                    self._remove(t)
+                else:
+                    break
+        # Start order, as the flows were kept before bundles existed: waiters resume in a stable order.
+        done.sort(key=lambda x: x.ident)
         for t in done:
-            self._remove(t)
-            t.remaining = 0.0
-            t.rate = 0.0
+            t._final_remaining = 0.0
             t.finished = self.env.now
             self.completed += 1
             t.succeed(t)

@@ -27,8 +27,9 @@ from dpf_core.errors import ApiError
 from dpf_core.store.protocol import WatchEvent
 
 from .engine import CostModel
-from .expect import HISTORY_LINES, Check, Outcome, make_await, make_invariant
+from .expect import HISTORY_LINES, Check, Outcome, make_await, make_invariant, make_trace
 from .scenario import LoadedScenario, ScenarioError, Step, fleet_config
+from .timeseries import SeriesRecorder
 from .twin import Twin, TwinConfig, resolve_kind
 
 PROGRESS_INTERVAL = 0.2  # seconds of wall time between redraws
@@ -167,6 +168,7 @@ def build_config(loaded: LoadedScenario, seed: int | None = None) -> TwinConfig:
         fleet=fleet_config(sc.fleet),
         models=dict(sc.models),
         record_events=sc.record_events,
+        attachments=tuple(sc.attachments),
     )
 
 
@@ -179,6 +181,7 @@ class Runner:
         until: float | None = None,
         progress: bool | None = None,
         stream: TextIO | None = None,
+        series: bool = True,
     ) -> None:
         self.loaded = loaded
         self.scenario = loaded.scenario
@@ -211,6 +214,9 @@ class Runner:
         self.writes_by_store: Counter[str] = Counter()
         self.events = 0
         self._progress = Progress(self.stream, self._end_hint()) if self.show_progress else None
+        # When each expectation was decided (simulated seconds), for the makespan and sweeps.
+        self.decided_at: dict[str, float] = {}
+        self.series = SeriesRecorder(self.twin) if series else None
         self._build_checks()
 
     # --- setup ---------------------------------------------------------------------------------------------
@@ -218,6 +224,8 @@ class Runner:
         for exp in self.scenario.expect:
             if exp.await_ is not None:
                 check: Check = make_await(exp.await_)
+            elif exp.trace is not None:
+                check = make_trace(exp.trace)
             else:
                 assert exp.invariant is not None
                 check = make_invariant(exp.invariant)
@@ -227,17 +235,27 @@ class Runner:
             if check.after is None:
                 continue
             self._after.setdefault(self.loaded.step_index(check.after), []).append(check)
+        # Issue #9's invariants hold in every scenario, declared or not (no object lost, finalizers removed,
+        # flashes match the spec, rollout budget, no overlapping IPAM).
+        from .chaos import always_on_specs
+
+        for spec in always_on_specs(self.scenario):
+            check = make_invariant(spec)
+            check.bind(self.twin)
+            check.on_decided = self._decided
+            self.checks.append(check)
 
     def _end_hint(self) -> float | None:
         if self.until is not None:
             return self.until
         ends = [s.at for s in self.scenario.timeline]
         for exp in self.scenario.expect:
-            spec = exp.await_ or exp.invariant
-            assert spec is not None
+            spec = exp.spec
             start = self.scenario.timeline[self.loaded.step_index(spec.after)].at if spec.after is not None else 0.0
             if spec.within is not None:
                 ends.append(start + spec.within)
+            elif exp.trace is not None:
+                ends.append(start + exp.trace.at)
         return max(ends) if ends else None
 
     def _activate(self, check: Check, deleted: list[tuple[str, KubeObject]]) -> None:
@@ -271,6 +289,7 @@ class Runner:
             self._progress.draw(self.twin.now, self.phases.snapshot(), self.twin.log.count)
 
     def _decided(self, check: Check) -> None:
+        self.decided_at.setdefault(check.name, self.twin.now)
         if check.passed is False and check.stops_run:
             self._end(f"invariant {check.name} violated")
         else:
@@ -357,6 +376,8 @@ class Runner:
     def run(self) -> RunResult:
         started = time.perf_counter()
         self.twin.on_event(self._on_event)
+        if self.series is not None:
+            self.series.attach()
         for check in self.checks:
             if check.after is None:
                 self._activate(check, [])
@@ -424,7 +445,26 @@ class Runner:
             "expectations": [o.as_dict() for o in outcomes],
             "controllers": controllers,
             "event_log_sha256": self.twin.log.sha256,
+            **self._timing(),
+            **({"timeseries": self.series.result()} if self.series is not None else {}),
         }
+
+    def _timing(self) -> dict[str, Any]:
+        """`makespan`: the time the last await passed (None unless every await passed); `awaits`: per await,
+        when it was decided and how long after it started (its `after` step, or t=0) that was."""
+        awaits: dict[str, dict[str, Any]] = {}
+        for check in self.checks:
+            if not check.blocking:
+                continue
+            at = self.decided_at.get(check.name, self.twin.now if check.decided else None)
+            started = getattr(check, "started", None)
+            awaits[check.name] = {
+                "passed": bool(check.passed),
+                "at": None if at is None else round(at, 3),
+                "seconds": None if at is None or started is None else round(at - started, 3),
+            }
+        ok = bool(awaits) and all(a["passed"] for a in awaits.values())
+        return {"makespan": max(a["at"] for a in awaits.values()) if ok else None, "awaits": awaits}
 
 
 def run_scenario(
@@ -434,5 +474,6 @@ def run_scenario(
     until: float | None = None,
     progress: bool | None = None,
     stream: TextIO | None = None,
+    series: bool = True,
 ) -> RunResult:
-    return Runner(loaded, seed=seed, until=until, progress=progress, stream=stream).run()
+    return Runner(loaded, seed=seed, until=until, progress=progress, stream=stream, series=series).run()

@@ -248,27 +248,124 @@ class InvariantSpec(Model):
     within: Seconds | None = Field(default=None, description="noLeftovers: the deadline after `after`")
 
 
+# --- packet traces (dpf_sim.servicechain) -----------------------------------------------------------------
+
+
+def _trace_endpoint(value: Any) -> Any:
+    """"p0" or "br-sfc:p0" is a port (optionally on a bridge); a mapping names a port or a pod's interface."""
+    if isinstance(value, str):
+        bridge, _, port = value.rpartition(":")
+        return {"port": port, **({"bridge": bridge} if bridge else {})}
+    return value
+
+
+class TraceEndpoint(Model):
+    """An OVS port of the node, or the port of a pod's interface on that node (its SF representor)."""
+
+    port: str | None = None
+    bridge: str | None = None
+    pod: dict[str, str] | str | None = Field(default=None, description="the pod's labels (matchLabels) or its name")
+    namespace: str | None = None
+    interface: str | None = Field(default=None, description="the pod's interface (the Multus network's `interface`)")
+
+    @model_validator(mode="after")
+    def _port_or_pod(self) -> TraceEndpoint:
+        if (self.port is None) == (self.pod is None):
+            raise ValueError("give exactly one of port, pod")
+        if self.pod is not None and self.bridge is not None:
+            raise ValueError("bridge goes with port, not pod")
+        return self
+
+
+TraceEndpointIn = Annotated[TraceEndpoint, BeforeValidator(_trace_endpoint)]
+
+
+class TracePacket(Model):
+    """The packet's headers (dpf_sim.ovs.Packet); eth_type defaults to IPv4 when an IP field is given."""
+
+    eth_src: str = "02:00:00:00:00:01"
+    eth_dst: str = "ff:ff:ff:ff:ff:ff"
+    eth_type: int | None = None
+    vlan: int | None = Field(default=None, ge=0, le=4095)
+    vlan_pcp: int = Field(default=0, ge=0, le=7)
+    ip_src: str | None = None
+    ip_dst: str | None = None
+    ip_proto: int | None = Field(default=None, ge=0, le=255)
+    tp_src: int = Field(default=0, ge=0, le=65535)
+    tp_dst: int = Field(default=0, ge=0, le=65535)
+    size: int = Field(default=64, ge=14)
+
+    @field_validator("eth_src", "eth_dst")
+    @classmethod
+    def _mac(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", v):
+            raise ValueError(f'invalid MAC address "{v}" (write e.g. 02:00:00:00:00:01)')
+        return v.lower()
+
+    @field_validator("ip_src", "ip_dst")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", v):
+            raise ValueError(f'invalid IPv4 address "{v}"')
+        return v
+
+
+class TraceExpect(Model):
+    """What must happen to the packet on every traced node (each given part is checked)."""
+
+    to: list[TraceEndpointIn] | None = Field(
+        default=None, description="exactly where it leaves the node (ports or pod interfaces; order ignored)"
+    )
+    drop: bool | None = Field(default=None, description="true: it leaves through no port")
+    via: list[str] = Field(default_factory=list, description="DPUServiceChains (or ServiceChains) whose flows it hits")
+    rewrites: dict[str, Any] | None = Field(
+        default=None, description="exactly these header changes, new values by packet field ({} = none)"
+    )
+
+
+class TraceSpec(Model):
+    """Inject a packet at a port of DPU nodes at a simulated time and check where it goes."""
+
+    name: str
+    after: StepRef | None = None
+    at: Seconds = Field(default=0.0, description="when, after the `after` step (or the start)")
+    store: str | None = Field(default=None, description='the DPU cluster "<namespace>/<name>"; default every one')
+    nodes: Count | list[str] = Field(default="all", description='"all", the first N nodes by name, or names')
+    namespace: str = Field(default="dpf-operator-system", description="of the chains in `via` and of pods")
+    from_: TraceEndpointIn = Field(alias="from")
+    packet: TracePacket = Field(default_factory=TracePacket)
+    expect: TraceExpect
+    side_effects: bool = Field(default=True, description="a real packet (learning, counters); false: ofproto/trace only")
+
+    @property
+    def within(self) -> float | None:
+        return None
+
+
 class Expectation(Model):
     await_: AwaitSpec | None = Field(default=None, alias="await")
     invariant: InvariantSpec | None = None
+    trace: TraceSpec | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Expectation:
-        if (self.await_ is None) == (self.invariant is None):
-            raise ValueError("give exactly one of await, invariant")
+        if sum(x is not None for x in (self.await_, self.invariant, self.trace)) != 1:
+            raise ValueError("give exactly one of await, invariant, trace")
         return self
 
     @property
-    def name(self) -> str:
-        spec = self.await_ or self.invariant
+    def spec(self) -> AwaitSpec | InvariantSpec | TraceSpec:
+        spec = self.await_ or self.invariant or self.trace
         assert spec is not None
-        return spec.name
+        return spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def after(self) -> int | str | None:
-        spec = self.await_ or self.invariant
-        assert spec is not None
-        return spec.after
+        return self.spec.after
 
 
 class CostSpec(Model):
@@ -294,6 +391,9 @@ class Scenario(Model):
     cost: CostSpec | None = None
     keep_log: bool = Field(default=True, description="keep every event log line in memory (off for huge fleets)")
     record_events: bool = Field(default=True, description="write core/v1 Events into the stores")
+    attachments: list[str] = Field(
+        default_factory=list, description='twin worlds wired in after provisioning, e.g. ["servicechain"]'
+    )
     timeline: list[Step] = Field(default_factory=list)
     expect: list[Expectation] = Field(default_factory=list)
 
@@ -348,7 +448,18 @@ def _compose(text: str) -> tuple[yaml.Node | None, yaml.SafeLoader]:
     return loader.get_single_node(), loader
 
 
-def _index(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int], dups: list[tuple[FieldPath, int]]) -> None:
+class _RecursiveAlias(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _index(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int], dups: list[tuple[FieldPath, int]],
+           visiting: frozenset[int] = frozenset()) -> None:
+    if id(node) in visiting:
+        # `x: &a [*a]`: an alias inside its own anchor. Constructing it would recurse forever.
+        raise _RecursiveAlias(node.start_mark.line + 1)
+    visiting = visiting | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -358,12 +469,12 @@ def _index(node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int], dups: 
                 dups.append((p, key_node.start_mark.line + 1))
             seen.add(key)
             lines[p] = key_node.start_mark.line + 1
-            _index(value_node, p, lines, dups)
+            _index(value_node, p, lines, dups, visiting)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             p = (*path, i)
             lines[p] = item.start_mark.line + 1
-            _index(item, p, lines, dups)
+            _index(item, p, lines, dups, visiting)
 
 
 def _load_yaml(text: str) -> _Doc:
@@ -502,6 +613,8 @@ def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | Non
         mark = getattr(yerr, "problem_mark", None) or getattr(yerr, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         raise ScenarioError([f"{label}:{line}: YAML syntax error: {getattr(yerr, 'problem', None) or yerr}"]) from None
+    except _RecursiveAlias as rec:
+        raise ScenarioError([f"{label}:{rec.line}: recursive YAML alias (an anchor that contains itself)"]) from None
     problems = _Problems(label, doc.lines)
     for dup_path, line in doc.duplicates:
         problems.add(dup_path, "duplicate key (the later value would silently win)", line)
@@ -546,7 +659,7 @@ def _check(loaded: LoadedScenario, base: Path, problems: _Problems) -> None:
         elif step.fault is not None and not _twin_can_inject():
             problems.add((*where, "fault"), "fault injection not available (this twin has no Twin.inject)")
     for j, exp in enumerate(sc.expect):
-        key = "await" if exp.await_ is not None else "invariant"
+        key = "await" if exp.await_ is not None else "invariant" if exp.invariant is not None else "trace"
         where = ("expect", j, key)
         ref = exp.after
         if ref is not None:

@@ -21,7 +21,7 @@ from dpf_core.runtime import DEFAULT_EPOCH, parse_rfc3339
 from dpf_core.store.memory import MemoryStore
 from dpf_core.store.protocol import PatchType, WatchEvent
 
-from .engine import CostModel, EventLog, SimClock, SimDriver, describe
+from .engine import CostModel, EventLog, SimClock, SimDriver, describe, tune_gc
 
 
 @dataclass
@@ -64,6 +64,7 @@ def resolve_kind(kind: str) -> type[KubeObject]:
 
 class Twin:
     def __init__(self, config: TwinConfig | None = None) -> None:
+        tune_gc()
         self.config = config or TwinConfig()
         self.env = simpy.Environment()
         epoch = parse_rfc3339(self.config.epoch) if self.config.epoch else DEFAULT_EPOCH
@@ -213,7 +214,7 @@ class Twin:
             self.host.subscribe(self._serve_bfb, [BFB])
         self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
                            host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
-        options = ProvisioningOptions(**{**TWIN_POLLS, **models.get("provisioning", {})})
+        self.options = ProvisioningOptions(**{**TWIN_POLLS, **models.get("provisioning", {})})
         self.hosts.on_up = self._host_up
         self._dpu_namespace: dict[str, str] = {}
         self.host.subscribe(self._track_dpu, [DPU])
@@ -222,11 +223,17 @@ class Twin:
         def recorder(component: str) -> Any:
             return EventRecorder(self.host, self.clock, component) if self.config.record_events else self.recorded
 
-        manager = Manager(self.host, self.clock, recorder, self.ports, name="provisioning")
-        for module in (bfb, dpuset, dpu, dpucluster, kamaji_cluster_manager, static_cluster_manager):
-            manager.add(module.controller(options))
-        self.manager = manager
-        self.driver.add(manager)
+        def build_manager() -> Manager:
+            manager = Manager(self.host, self.clock, recorder, self.ports, name="provisioning")
+            for module in (bfb, dpuset, dpu, dpucluster, kamaji_cluster_manager, static_cluster_manager):
+                manager.add(module.controller(self.options))
+            return manager
+
+        # Fresh reconcilers from the same composition: what a restarted controller process builds
+        # (dpf_sim.faults' controllerCrash).
+        self.build_provisioning_manager = build_manager
+        self.manager = build_manager()
+        self.driver.add(self.manager)
 
     def _track_dpu(self, ev: WatchEvent) -> None:
         if ev.type == "DELETED":
@@ -266,6 +273,12 @@ class Twin:
         target = {"download": "bfb", "install": "dpu", "reboot": "dpu", "powercycle": "dpu"}.get(kind)
         if target is not None:
             self.manager.controller(target).enqueue(Request(ns, name))
+
+    def inject(self, fault: Mapping[str, Any]) -> Any:
+        """Start a fault (a scenario `fault:` step) now; dpf_sim.faults has the catalogue."""
+        from .faults import inject
+
+        return inject(self, fault)
 
     def power_cycle(self, host: str) -> None:
         self.hosts.reboot(host, self.hosts.params.power_cycle_time.sample(self.streams.get(f"powercycle/{host}")), power_cycle=True)

@@ -622,8 +622,9 @@ class ServiceInterfaceSpec(Model):
             if not isinstance(d, Mapping):
                 return None
             itype = d.get("interfaceType", d.get("interface_type"))
-            # An unsupported interfaceType is already reported by the enum; the rule adds nothing there.
-            if itype not in _SUBSTRUCT:
+            # An unsupported interfaceType (or not even a string) is already reported by the enum; the rule adds
+            # nothing there.
+            if not isinstance(itype, str) or itype not in _SUBSTRUCT:
                 return None
             return None if _has(d, itype) else _MSG_INTERFACE_TYPE
 

@@ -1122,6 +1122,7 @@ class DPUReconciler:
             activate_timeout=opts.activate_timeout,
             reboot_status_poll=opts.reboot_status_poll,
             cloud_init_timeout=opts.cloud_init_timeout,
+            resume_bfb=str(previous.get("bfb")) if previous is not None and previous.get("bfb") else None,
         )
         attempt = 1
         if previous is not None:

@@ -88,6 +88,9 @@ class InstallSpec:
     activate_timeout: float = 1800.0
     reboot_status_poll: float = 3.0
     cloud_init_timeout: float = 90.0
+    # Set when a restarted controller installs again (the install-started annotation outlived its task): the
+    # BFB the earlier attempt was installing. Its activation may still be flashing the DPU.
+    resume_bfb: str | None = None
 
 
 def install_procedure(
@@ -96,23 +99,7 @@ def install_procedure(
     """DPF's dmsHandler. `now` bounds activate + reboot polling by `activate_timeout` (DPF's 30-minute
     context); without a clock the time slept between polls is counted instead."""
     target = spec.target
-    yield GnmiSetMode(target)
-    yield OsInstall(target, version=spec.bfb_file_name, file_name=spec.bfb_file_name)
-
-    if spec.render_error:
-        raise InstallError(spec.render_error)
-    data = render_bfcfg(spec.flavor, spec.dpu_name, spec.join_command, spec.additional_reboot)
-    if len(data) > spec.bfcfg_max_bytes:
-        raise InstallError(
-            f"bf.cfg for {spec.dpu_name} size ({len(data)}) exceeds the maximum limit ({spec.bfcfg_max_bytes})"
-        )
     cfg = bfcfg_file_name(spec.dpu_name)
-    # A stale file from an earlier install must not be what DMS picks up.
-    if bfb_store.exists(cfg):
-        bfb_store.remove(cfg)
-    bfb_store.write(cfg, data)
-    yield OsInstall(target, version=cfg, content=data)
-
     slept = 0.0
     started = now() if now is not None else 0.0
 
@@ -120,20 +107,54 @@ def install_procedure(
         elapsed = (now() - started) if now is not None else slept
         return elapsed > spec.activate_timeout
 
-    version = f"{spec.bfb_file_name};{cfg}"
-    last: OpError | None = None
-    for _attempt in range(spec.activate_attempts):
-        if expired():
+    adopted = False
+    if spec.resume_bfb is not None:
+        # Our extension (not in DPF): a second OS.Activate while the first one's flash runs would flash the
+        # DPU twice at once. A reboot in progress is the earlier attempt's activation: of the same BFB, wait
+        # for it as if we had started it; of another BFB, let it finish before installing over it.
+        first = yield RebootStatusOp(target)
+        if isinstance(first, RebootStatusResult) and first.active:
+            if spec.resume_bfb == spec.bfb_file_name:
+                adopted = True
+            else:
+                while isinstance(first, RebootStatusResult) and first.active and not expired():
+                    yield Sleep(spec.reboot_status_poll)
+                    slept += spec.reboot_status_poll
+                    first = yield RebootStatusOp(target)
+
+    if not adopted:
+        yield GnmiSetMode(target)
+        yield OsInstall(target, version=spec.bfb_file_name, file_name=spec.bfb_file_name)
+
+        if spec.render_error:
+            raise InstallError(spec.render_error)
+        data = render_bfcfg(spec.flavor, spec.dpu_name, spec.join_command, spec.additional_reboot)
+        if len(data) > spec.bfcfg_max_bytes:
+            raise InstallError(
+                f"bf.cfg for {spec.dpu_name} size ({len(data)}) exceeds the maximum limit ({spec.bfcfg_max_bytes})"
+            )
+        # A stale file from an earlier install must not be what DMS picks up.
+        if bfb_store.exists(cfg):
+            bfb_store.remove(cfg)
+        bfb_store.write(cfg, data)
+        yield OsInstall(target, version=cfg, content=data)
+
+        started = now() if now is not None else 0.0
+        slept = 0.0
+        version = f"{spec.bfb_file_name};{cfg}"
+        last: OpError | None = None
+        for _attempt in range(spec.activate_attempts):
+            if expired():
+                break
+            try:
+                yield OsActivate(target, version=version, no_reboot=False)
+            except OpError as e:
+                last = e
+                continue
+            last = None
             break
-        try:
-            yield OsActivate(target, version=version, no_reboot=False)
-        except OpError as e:
-            last = e
-            continue
-        last = None
-        break
-    if last is not None:
-        raise InstallError(f"OS.Activate {version} failed after {spec.activate_attempts} attempts: {last}")
+        if last is not None:
+            raise InstallError(f"OS.Activate {version} failed after {spec.activate_attempts} attempts: {last}")
 
     while True:
         if expired():

@@ -7,6 +7,9 @@ flavor changed) within the maxUnavailable budget (their replacements are created
 they are gone); write `dpuStatistics` if it changed. No periodic requeue: DPU, Node and DPUFlavor events
 drive it.
 
+A pass reads a cache index the controller's watches keep (`DPUSetIndex`, see below) instead of listing
+every Node and DPU, so it costs O(what changed) while doing exactly what DPF's O(N) loops do.
+
 Differences from DPF (for docs/differences.md):
 - DPF keys a set's DPUs by node, so a Node whose DPUs are all present is skipped and a Node with two DPUs
   gets the second only when it had none; we create each missing (node, DPU index) DPU by name.
@@ -20,6 +23,7 @@ Differences from DPF (for docs/differences.md):
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping
 
 from dpf_core.api.external import Node
@@ -45,6 +49,8 @@ from dpf_core.api.provisioning import (
 )
 from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result, Watch, from_object, owner
 from dpf_core.runtime.controller import labels_changed
+from dpf_core.store.protocol import WatchEvent
+from dpf_core.store.selectors import LabelMatcher, compile_label_selector
 
 from .options import ProvisioningOptions
 
@@ -169,18 +175,282 @@ def _controller_ref(dpu_set: DPUSet) -> OwnerReference:
     return dpu_set.controller_ref()
 
 
+# --- the index: per-DPUSet aggregates kept by the watches --------------------------------------------
+#
+# A pass used to list the set's Nodes and DPUs (several times) and loop over all of them on every event of
+# every owned DPU: O(N) per event, O(N^2) for a fleet coming up. controller-runtime answers that with a cache
+# index; here the controller's own watches keep, per DPUSet, exactly what a pass needs (the DPUs it would
+# create, delete, patch or roll, the unavailable ones and the phase counts), so a pass costs O(what changed).
+# The watches see every DPU and Node event synchronously in commit order, and the informers' initial list
+# at start, so the index always equals what a list of the store would give; a view is rebuilt from the
+# cached objects (O(N), once) when its DPUSet's generation or uid differs from the one it was built for.
+
+_Slot = tuple[str, int]  # (node name, DPU index)
+_Key = tuple[str, str]  # (namespace, DPUSet name)
+
+
+def _owner_key(dpu: DPU) -> _Key | None:
+    """The set whose label selector picks this DPU: its name label, with the namespace label naming its own namespace."""
+    labels = dpu.metadata.labels
+    name = labels.get(DPUSET_NAME_LABEL)
+    ns = dpu.metadata.namespace or ""
+    if name is None or labels.get(DPUSET_NAMESPACE_LABEL) != ns:
+        return None
+    return (ns, name)
+
+
+def _newer_or_same(old: KubeObject, new: KubeObject) -> bool:
+    """False only for a replayed (initial list) copy older than what the cache holds."""
+    a, b = old.metadata.resource_version, new.metadata.resource_version
+    if a and b and a.isdigit() and b.isdigit():
+        return int(b) >= int(a)
+    return True
+
+
+class SetView:
+    """What one pass of one DPUSet needs, for the spec of generation `generation`. Not thread-safe by itself:
+    the index mutates it under its lock."""
+
+    def __init__(self, dpu_set: DPUSet) -> None:
+        spec = dpu_set.spec
+        self.uid = dpu_set.metadata.uid
+        self.generation = dpu_set.metadata.generation
+        selector = spec.node_selector
+        self._matcher: LabelMatcher | None = compile_label_selector(selector) if selector is not None else None
+        self._dpu_selector = dict(spec.dpu_selector)
+        self._bfb = spec.dpu_template.spec.bfb.name or ""
+        self._flavor = spec.dpu_template.spec.dpu_flavor
+        self._node_labels = _template_node_labels(dpu_set)
+        # Selected Nodes (a selected Node without DPU labels is still selected: its DPUs stay) and the slots
+        # the set wants on each, with the DPU name the slot's PCI label gives (None: label missing or empty).
+        self.nodes: dict[str, Node] = {}
+        self._slots: dict[str, tuple[tuple[int, str | None], ...]] = {}
+        self.total = 0
+        self._expected: dict[str, set[_Slot]] = {}
+        self.missing: set[_Slot] = set()
+        # Owned DPUs (the set's label selector) and their aggregates.
+        self.dpus: dict[str, DPU] = {}
+        self._by_node: dict[str, set[str]] = {}
+        self.unselected: set[str] = set()
+        self.unavailable: set[str] = set()
+        self.unmerged: set[str] = set()
+        self.outdated: set[str] = set()
+        self.phases: dict[str, int] = {}
+
+    def current(self, dpu_set: DPUSet) -> bool:
+        return self.uid == dpu_set.metadata.uid and self.generation == dpu_set.metadata.generation
+
+    # -- DPUs --
+    def add_dpu(self, dpu: DPU) -> None:
+        name = dpu.name
+        self.dpus[name] = dpu
+        node = dpu.spec.node_name
+        self._by_node.setdefault(node, set()).add(name)
+        deleting = dpu.metadata.deletion_timestamp is not None
+        if is_unavailable(dpu):
+            self.unavailable.add(name)
+        if not deleting:
+            if node not in self.nodes:
+                self.unselected.add(name)
+            have = dpu.spec.cluster.node_labels
+            if any(have.get(k) != v for k, v in self._node_labels.items()):
+                self.unmerged.add(name)
+            if dpu.spec.bfb != self._bfb or dpu.spec.dpu_flavor != self._flavor:
+                self.outdated.add(name)
+        phase = dpu.status.phase or DPUPhase.INITIALIZING
+        if phase not in _UNCOUNTED_PHASES:
+            key = str(phase)
+            self.phases[key] = self.phases.get(key, 0) + 1
+        for slot in self._expected.get(name, ()):
+            self.missing.discard(slot)
+
+    def remove_dpu(self, dpu: DPU) -> None:
+        name = dpu.name
+        if self.dpus.pop(name, None) is None:
+            return
+        node = dpu.spec.node_name
+        on_node = self._by_node.get(node)
+        if on_node is not None:
+            on_node.discard(name)
+            if not on_node:
+                del self._by_node[node]
+        self.unselected.discard(name)
+        self.unavailable.discard(name)
+        self.unmerged.discard(name)
+        self.outdated.discard(name)
+        phase = dpu.status.phase or DPUPhase.INITIALIZING
+        if phase not in _UNCOUNTED_PHASES:
+            key = str(phase)
+            left = self.phases.get(key, 0) - 1
+            if left > 0:
+                self.phases[key] = left
+            else:
+                self.phases.pop(key, None)
+        self.missing.update(self._expected.get(name, ()))
+
+    # -- Nodes --
+    def set_node(self, name: str, node: Node | None) -> None:
+        """A Node appeared, changed or went away: redo its slots and its DPUs' selection."""
+        was_selected = name in self.nodes
+        for index, expected in self._slots.pop(name, ()):
+            self.total -= 1
+            self.missing.discard((name, index))
+            if expected is not None:
+                slots = self._expected[expected]
+                slots.discard((name, index))
+                if not slots:
+                    del self._expected[expected]
+        self.nodes.pop(name, None)
+        selected = node is not None and (self._matcher is None or self._matcher.matches(node.metadata.labels))
+        if node is not None and selected:
+            self.nodes[name] = node
+            labels = node.metadata.labels
+            slots_of_node: list[tuple[int, str | None]] = []
+            for index in dpu_indices(self._dpu_selector, labels):
+                pci = labels.get(dpu_pci_address_label(index))
+                expected = dpu_name(name, pci) if pci else None
+                slots_of_node.append((index, expected))
+                self.total += 1
+                if expected is not None:
+                    self._expected.setdefault(expected, set()).add((name, index))
+                if expected is None or expected not in self.dpus:
+                    self.missing.add((name, index))
+            self._slots[name] = tuple(slots_of_node)
+        if selected != was_selected:
+            for dpu_name_ in self._by_node.get(name, ()):
+                dpu = self.dpus[dpu_name_]
+                if selected:
+                    self.unselected.discard(dpu_name_)
+                elif dpu.metadata.deletion_timestamp is None:
+                    self.unselected.add(dpu_name_)
+
+
+def build_view(dpu_set: DPUSet, nodes: Iterable[Node], dpus: Iterable[DPU]) -> SetView:
+    view = SetView(dpu_set)
+    for n in nodes:
+        view.set_node(n.name, n)
+    for d in dpus:
+        view.add_dpu(d)
+    return view
+
+
+class DPUSetIndex:
+    """Per-DPUSet views over cached Nodes and DPUs, fed by the controller's watches.
+
+    `live` once the controller started (its initial list went through the watches); until then a pass
+    builds a throwaway view from store lists. Mappers and passes may run on different threads: views are
+    mutated and snapshotted under `lock`, never held across a store call (the store delivers events to the
+    mappers under its own lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.live = False
+        self._nodes: dict[str, Node] = {}
+        self._dpus: dict[tuple[str, str], DPU] = {}
+        self._owned: dict[_Key, dict[str, DPU]] = {}
+        self._views: dict[_Key, SetView] = {}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.live = False
+            self._nodes.clear()
+            self._dpus.clear()
+            self._owned.clear()
+            self._views.clear()
+
+    def view(self, dpu_set: DPUSet) -> SetView:
+        """The set's live view; rebuilt from the cache when cold or built for another generation."""
+        key = (dpu_set.metadata.namespace or "", dpu_set.name)
+        with self.lock:
+            view = self._views.get(key)
+            if view is None or not view.current(dpu_set):
+                view = build_view(dpu_set, self._nodes.values(), self._owned.get(key, {}).values())
+                self._views[key] = view
+            return view
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self.lock:
+            self._views.pop((namespace, name), None)
+
+    # -- watches (mappers that enqueue nothing) --
+    def on_dpu(self, ev: WatchEvent) -> list[Request]:
+        dpu = ev.object
+        if not isinstance(dpu, DPU):
+            return []
+        key = (dpu.metadata.namespace or "", dpu.name)
+        with self.lock:
+            prev = self._dpus.get(key)
+            if ev.type == "DELETED":
+                if prev is None:
+                    return []
+                del self._dpus[key]
+                self._drop(prev)
+                return []
+            if prev is not None:
+                if not _newer_or_same(prev, dpu):
+                    return []
+                self._drop(prev)
+            self._dpus[key] = dpu
+            owner_key = _owner_key(dpu)
+            if owner_key is not None:
+                self._owned.setdefault(owner_key, {})[dpu.name] = dpu
+                view = self._views.get(owner_key)
+                if view is not None:
+                    view.add_dpu(dpu)
+        return []
+
+    def _drop(self, prev: DPU) -> None:
+        owner_key = _owner_key(prev)
+        if owner_key is None:
+            return
+        owned = self._owned.get(owner_key)
+        if owned is not None:
+            owned.pop(prev.name, None)
+            if not owned:
+                del self._owned[owner_key]
+        view = self._views.get(owner_key)
+        if view is not None:
+            view.remove_dpu(prev)
+
+    def on_node(self, ev: WatchEvent) -> list[Request]:
+        node = ev.object
+        if not isinstance(node, Node):
+            return []
+        name = node.name
+        with self.lock:
+            prev = self._nodes.get(name)
+            if ev.type == "DELETED":
+                if prev is None:
+                    return []
+                del self._nodes[name]
+                current: Node | None = None
+            else:
+                if prev is not None and not _newer_or_same(prev, node):
+                    return []
+                self._nodes[name] = node
+                current = node
+            for view in self._views.values():
+                view.set_node(name, current)
+        return []
+
+
 # --- the reconciler -----------------------------------------------------------------------------------
 
 
 class DPUSetReconciler:
-    def __init__(self, options: ProvisioningOptions | None = None) -> None:
+    def __init__(self, options: ProvisioningOptions | None = None, index: DPUSetIndex | None = None) -> None:
         self.options = options or ProvisioningOptions()
+        self.index = index
 
     def reconcile(self, ctx: Context, req: Request) -> Result:
         dpu_set = ctx.client.try_get(DPUSet, req.name, req.namespace)
         if dpu_set is None:
+            if self.index is not None:
+                self.index.forget(req.namespace or "", req.name)
             return DONE
         if dpu_set.metadata.deletion_timestamp is not None:
+            if self.index is not None:
+                self.index.forget(req.namespace or "", req.name)
             return finalize(ctx, dpu_set)
         if DPUSET_FINALIZER not in dpu_set.metadata.finalizers:
             protected = dpu_set.deepcopy()
@@ -188,17 +458,58 @@ class DPUSetReconciler:
             ctx.client.update(protected)
             return DONE
 
-        nodes = selected_nodes(ctx, dpu_set)
-        errors = create_missing(ctx, dpu_set, nodes)
-        delete_unselected(ctx, dpu_set, nodes)
-        dpus = owned_dpus(ctx, dpu_set)
+        views = _Views(ctx, dpu_set, self.index)
+        errors = create_missing(ctx, dpu_set, views)
+        delete_unselected(ctx, dpu_set, views)
+        stats, candidates, total, unavailable = views.before_roll()
         if strategy_type(dpu_set) == ROLLING_UPDATE_STRATEGY_TYPE:
-            total = sum(len(dpu_indices(dpu_set.spec.dpu_selector, n.metadata.labels)) for n in nodes.values())
-            roll(ctx, dpu_set, dpus, total)
-        update_statistics(ctx, dpu_set, dpus)
+            roll(ctx, dpu_set, candidates, total, unavailable)
+        update_statistics(ctx, dpu_set, stats)
         if errors:
             raise DPUSetError("; ".join(errors))
         return DONE
+
+
+class _Views:
+    """The view a pass reads at each step: the live one (the index follows the pass's own writes as they
+    commit), or without a live index a fresh one from store lists at each point where DPF lists."""
+
+    def __init__(self, ctx: Context, dpu_set: DPUSet, index: DPUSetIndex | None) -> None:
+        self._ctx = ctx
+        self._set = dpu_set
+        self._index = index if index is not None and index.live else None
+        self._nodes: list[Node] | None = None
+        self.lock: threading.RLock | _NoLock = index.lock if self._index is not None and index is not None else _NO_LOCK
+
+    def now(self) -> SetView:
+        if self._index is not None:
+            return self._index.view(self._set)
+        if self._nodes is None:
+            selector = self._set.spec.node_selector
+            client = self._ctx.client
+            self._nodes = client.list(Node, label_selector=selector) if selector is not None else client.list(Node)
+        return build_view(self._set, self._nodes, owned_dpus(self._ctx, self._set))
+
+    def before_roll(self) -> tuple[dict[str, int], list[DPU], int, int]:
+        """DPF's `dpus` list after creating and deleting: the phase counts, the DPUs a roll would touch (name
+        order), the wanted total and the unavailable count (missing DPUs count as unavailable)."""
+        view = self.now()
+        with self.lock:
+            stats = {k: view.phases[k] for k in sorted(view.phases)}
+            candidates = [view.dpus[n] for n in sorted(view.unmerged | view.outdated)]
+            unavailable = max(0, view.total - len(view.dpus)) + len(view.unavailable)
+            return stats, candidates, view.total, unavailable
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 def finalize(ctx: Context, dpu_set: DPUSet) -> Result:
@@ -214,12 +525,6 @@ def strategy_type(dpu_set: DPUSet) -> str:
     return strategy.type if strategy is not None else "Recreate"
 
 
-def selected_nodes(ctx: Context, dpu_set: DPUSet) -> dict[str, Node]:
-    selector = dpu_set.spec.node_selector
-    nodes = ctx.client.list(Node, label_selector=selector) if selector is not None else ctx.client.list(Node)
-    return {n.name: n for n in nodes}
-
-
 def owned_dpus(ctx: Context, dpu_set: DPUSet) -> list[DPU]:
     selector = {DPUSET_NAME_LABEL: dpu_set.name, DPUSET_NAMESPACE_LABEL: dpu_set.namespace or ""}
     return sorted(ctx.client.list(DPU, dpu_set.namespace, label_selector=selector), key=lambda d: d.name)
@@ -229,29 +534,28 @@ def _ref(obj: KubeObject) -> str:
     return f"{obj.namespace}/{obj.name}"
 
 
-def create_missing(ctx: Context, dpu_set: DPUSet, nodes: Mapping[str, Node]) -> list[str]:
-    existing = {d.name for d in owned_dpus(ctx, dpu_set)}
+def create_missing(ctx: Context, dpu_set: DPUSet, views: _Views) -> list[str]:
+    """DPF's loop over selected Nodes and their DPU indices, over just the slots without their DPU (the view
+    leaves out slots whose PCI label names an existing DPU, which DPF's loop skips)."""
+    view = views.now()
+    with views.lock:
+        slots = sorted(view.missing)
+        todo = [(view.nodes[node_name], index) for node_name, index in slots]
+    created_names: set[str] = set()
     errors: list[str] = []
-    for node_name in sorted(nodes):
-        node = nodes[node_name]
-        for index in dpu_indices(dpu_set.spec.dpu_selector, node.metadata.labels):
-            pci = node.metadata.labels.get(dpu_pci_address_label(index))
-            if pci and dpu_name(node.name, pci) in existing:
-                # Cheap check first: building the desired DPU is the expensive part of a pass, and a pass
-                # runs on every event of every owned DPU.
+    for node, index in todo:
+        try:
+            dpu = desired_dpu(dpu_set, node, index)
+            if dpu.name in created_names or dpu.name in view.dpus:
                 continue
-            try:
-                dpu = desired_dpu(dpu_set, node, index)
-                if dpu.name in existing:
-                    continue
-                created = ctx.client.create(dpu)
-            except Exception as e:
-                msg = f"failed to created DPU index {index} on node {node_name} {e}"
-                ctx.recorder.event(dpu_set, "Warning", EventReason.FAILED_CREATE, msg)
-                errors.append(msg)
-                continue
-            existing.add(created.name)
-            ctx.recorder.event(dpu_set, "Normal", EventReason.SUCCESSFUL_CREATE, f"Created DPU: ({_ref(created)})")
+            created = ctx.client.create(dpu)
+        except Exception as e:
+            msg = f"failed to created DPU index {index} on node {node.name} {e}"
+            ctx.recorder.event(dpu_set, "Warning", EventReason.FAILED_CREATE, msg)
+            errors.append(msg)
+            continue
+        created_names.add(created.name)
+        ctx.recorder.event(dpu_set, "Normal", EventReason.SUCCESSFUL_CREATE, f"Created DPU: ({_ref(created)})")
     return errors
 
 
@@ -265,10 +569,11 @@ def _delete(ctx: Context, dpu_set: DPUSet, dpu: DPU) -> None:
     )
 
 
-def delete_unselected(ctx: Context, dpu_set: DPUSet, nodes: Mapping[str, Node]) -> None:
-    for dpu in owned_dpus(ctx, dpu_set):
-        if dpu.spec.node_name in nodes or dpu.metadata.deletion_timestamp is not None:
-            continue
+def delete_unselected(ctx: Context, dpu_set: DPUSet, views: _Views) -> None:
+    view = views.now()
+    with views.lock:
+        doomed = [view.dpus[n] for n in sorted(view.unselected)]
+    for dpu in doomed:
         _delete(ctx, dpu_set, dpu)
 
 
@@ -286,11 +591,12 @@ def needs_update(dpu_set: DPUSet, dpu: DPU) -> bool:
     return dpu.spec.bfb != (spec.bfb.name or "") or dpu.spec.dpu_flavor != spec.dpu_flavor
 
 
-def roll(ctx: Context, dpu_set: DPUSet, dpus: list[DPU], total: int) -> None:
+def roll(ctx: Context, dpu_set: DPUSet, dpus: list[DPU], total: int, unavailable: int) -> None:
+    """DPF's per-DPU loop; `dpus` holds the ones it acts on (labels to merge or template changed), by name,
+    and `unavailable` counts over all the set's DPUs."""
     strategy = dpu_set.spec.strategy
     rolling = strategy.rolling_update if strategy is not None else None
     budget = max_unavailable(rolling.max_unavailable if rolling is not None else None, total)
-    unavailable = max(0, total - len(dpus)) + sum(1 for d in dpus if is_unavailable(d))
     for dpu in dpus:
         if dpu.metadata.deletion_timestamp is not None:
             continue
@@ -304,8 +610,7 @@ def roll(ctx: Context, dpu_set: DPUSet, dpus: list[DPU], total: int) -> None:
             unavailable += 1
 
 
-def update_statistics(ctx: Context, dpu_set: DPUSet, dpus: Iterable[DPU]) -> None:
-    stats = dpu_statistics(dpus)
+def update_statistics(ctx: Context, dpu_set: DPUSet, stats: dict[str, int]) -> None:
     if stats == dpu_set.status.dpu_statistics:
         return
     counted = dpu_set.deepcopy()
@@ -331,6 +636,7 @@ class _ListerCell:
 class _DPUSetController(Controller):
     def __init__(self, cell: _ListerCell, options: ProvisioningOptions | None) -> None:
         self._cell = cell
+        self.index = DPUSetIndex()
 
         def all_sets(obj: KubeObject) -> list[Request]:
             return [Request.of(s) for s in cell.dpu_sets()]
@@ -340,18 +646,23 @@ class _DPUSetController(Controller):
 
         super().__init__(
             NAME,
-            DPUSetReconciler(options),
+            DPUSetReconciler(options, self.index),
             DPUSet,
             watches=[
                 Watch(DPU, owner(DPUSet)),
                 Watch(Node, from_object(all_sets), labels_changed),
                 Watch(DPUFlavor, from_object(sets_using_flavor)),
+                # The index's own feeds: every event (status and address changes too), nothing enqueued.
+                Watch(DPU, self.index.on_dpu),
+                Watch(Node, self.index.on_node),
             ],
         )
 
     def start(self, lister: Lister, listers: dict[str | None, Lister] | None = None) -> None:
         self._cell.lister = lister
+        self.index.reset()
         super().start(lister, listers)
+        self.index.live = True
 
 
 def controller(options: ProvisioningOptions | None = None) -> Controller:

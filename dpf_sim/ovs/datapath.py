@@ -154,6 +154,11 @@ class Bridge:
     def ofports(self) -> list[int]:
         return sorted(p.interface.ofport for p in self.ports.values() if p.interface.ofport >= 0)
 
+    def bundle_order(self) -> list[int]:
+        """Ports in the order ovs-vswitchd keeps its bundles (xbridge->xbundles): creation order, the bridge's
+        LOCAL port first. NORMAL floods in this order (checked against real OVS by `dpf fidelity`)."""
+        return [p.interface.ofport for p in self.ports.values() if p.interface.ofport >= 0]
+
     def _alloc_ofport(self, request: int | None) -> int:
         """alloc_ofp_port(): the requested number if free, else the next number after the last one handed out,
         skipping numbers in use and (for an hour) recently freed ones."""
@@ -194,11 +199,42 @@ class Bridge:
         if iface_type == "patch" and "peer" not in iface.options:
             # ovs-vswitchd refuses a patch interface without a peer; the row exists but gets no ofport.
             iface.ofport = -1
+            victim = None
         else:
             iface.ofport = self._alloc_ofport(ofport_request)
+            victim = self._request_victim(ofport_request)
         port = Port(name, iface, dict(external_ids or {}))
         self.ports[name] = port
+        if victim is not None:
+            self._renumber(port, victim)
         return port
+
+    def _request_victim(self, request: int | None) -> Port | None:
+        """The port holding the number a new interface requested, when that port did not request it itself."""
+        if request is None or not 1 <= request < OFPP_MAX:
+            return None
+        holder = self.port_by_ofport(request)
+        if holder is None or holder.interface.ofport == OFPP_LOCAL or holder.interface.ofport_request == request:
+            return None  # free (already granted), or a conflict of two requests: the holder keeps it
+        return holder
+
+    def _renumber(self, port: Port, victim: Port) -> None:
+        """bridge_delete_or_reconfigure_ports(): an interface whose ofport_request is held by a port that never
+        requested it first gets an automatic number; on the next reconfiguration both are deleted (their numbers
+        freed now) and added back, the requester with its number, the victim with a fresh automatic one (the
+        next after the last handed out: freed numbers are not reused within the hour). Both come back as new
+        bundles, so they move to the end of the flood order; MAC entries on the victim's old number go."""
+        now = self.switch.now_ms()
+        for p in (port, victim):
+            self._port_usage[p.interface.ofport] = now
+            stale = [k for k, e in self.macs.items() if e.port == p.interface.ofport]
+            for k in stale:
+                del self.macs[k]
+            p.interface.ofport = -1
+        port.interface.ofport = self._alloc_ofport(port.interface.ofport_request)
+        victim.interface.ofport = self._alloc_ofport(victim.interface.ofport_request)
+        for p in (port, victim):
+            self.ports[p.name] = self.ports.pop(p.name)
 
     def del_port(self, name: str) -> bool:
         port = self.ports.pop(name, None)

@@ -388,7 +388,7 @@ class _Xlate:
         entry = None if (dst >> 40) & 1 else br.macs.get((vlan, dst))
         if entry is None:
             self.say(indent + 1, "-> no learned MAC for destination, flooding")
-            for n in br.ofports():
+            for n in br.bundle_order():
                 if n != in_port:
                     self.deliver(br, flow, n, indent)
             return

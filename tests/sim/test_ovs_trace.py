@@ -188,7 +188,7 @@ def test_vlan_push_mod_pop(dp: Datapath) -> None:
 def test_normal_learns_macs_and_floods_unknown(dp: Datapath) -> None:
     flows(dp, "actions=NORMAL")
     r = send(dp, "br0", 1, Packet(eth_src="00:00:00:00:00:0a", eth_dst="00:00:00:00:00:0b"))
-    assert r.output_ports == ["b", "c", "br0"]
+    assert r.output_ports == ["br0", "b", "c"]
     send(dp, "br0", 2, Packet(eth_src="00:00:00:00:00:0b", eth_dst="00:00:00:00:00:0a"))
     assert go(dp, 1, eth_src="00:00:00:00:00:0a", eth_dst="00:00:00:00:00:0b").output_ports == ["b"]
 

@@ -136,6 +136,10 @@ def test_semantic_errors_are_collected_together(tmp_path: Path) -> None:
         """)
     got = problems(path)
     manifests = tmp_path / "manifests.yaml"
+    # The known invariant types grow with the modules that register them: check the message's start only.
+    unknown = f'{path}:19: expect[1].invariant.type: unknown invariant type "noSuchThing" (known: '
+    assert [p for p in got if p.startswith(unknown)] and "maxUnavailable" in next(p for p in got if p.startswith(unknown))
+    got = [p for p in got if not p.startswith(unknown)]
     assert got == [
         f"{path}:1: fleet.racks: Input should be greater than or equal to 1",
         f"{path}:1: fleet.colour: unknown field",
@@ -149,8 +153,6 @@ def test_semantic_errors_are_collected_together(tmp_path: Path) -> None:
         f'{path}:18: expect[0].await.phase: DPU has no phase "Readyish" (one of "Initializing", "Node Effect", "Pending", '
         '"DMS Deployment", "OS Installing", "Rebooting", "Host Network Configuration", "DPU Cluster Config", "Ready", '
         '"Error", "Deleting")',
-        f'{path}:19: expect[1].invariant.type: unknown invariant type "noSuchThing" (known: maxUnavailable, '
-        'noLeftovers, singleFlash, or module:Class)',
         f"{path}:20: expect[2].invariant.after: noLeftovers needs the step it checks after",
         f"{path}:20: expect[2].invariant.within: noLeftovers needs a deadline",
         f'{path}:21: expect[3].await.after: no timeline step named "nope"',
@@ -180,7 +182,7 @@ def test_names_must_be_unique_and_await_needs_one_predicate(tmp_path: Path) -> N
     assert got[0] == f"{path}:2: expect[0].await: give phase or condition, not both"
     assert got[1].startswith(f"{path}:3: expect[1].await.condition: invalid condition 'Ready is True'")
     assert got[2].startswith(f"{path}:4: expect[2].await.selector: invalid label selector")
-    assert got[3] == f"{path}:5: expect[3]: give exactly one of await, invariant"
+    assert got[3].startswith(f"{path}:5: expect[3]: give exactly one of await, invariant")
     assert len(got) == 4  # the duplicate name is checked once each expectation is valid
     path.write_text("expect:\n  - await: {name: x, kind: BFB, within: 1m}\n  - await: {name: x, kind: BFB, within: 2m}\n")
     assert problems(path) == [f'{path}:1: <root>: expectation name "x" is used twice']

@@ -12,7 +12,7 @@ from dpf_sim.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 # Benchmarks, not tests: their size is the point.
-BENCHMARK_ONLY = {"fleet-10k.yaml", "fleet-100k.yaml", "fleet-10k-services.yaml", "chaos-500-seeds.yaml"}
+BENCHMARK_ONLY = {"fleet-10k.yaml", "fleet-100k.yaml", "fleet-10k-services.yaml", "chaos.yaml"}
 
 
 def shipped() -> list[Path]:
@@ -22,7 +22,7 @@ def shipped() -> list[Path]:
 @pytest.mark.parametrize("path", shipped(), ids=lambda p: p.stem)
 def test_shipped_scenario_passes(path: Path) -> None:
     result = run_scenario(load_scenario(path), progress=False)
-    assert result.outcomes, "a shipped scenario must expect something"
+    assert [o for o in result.outcomes if not o.name.startswith("always:")], "a shipped scenario must expect something"
     assert result.passed, [o.as_dict() for o in result.failures]
 
 

@@ -1,0 +1,833 @@
+"""The resource endpoints: CRUD, the status subresource, patches, server-side apply, paged lists with
+selectors, watches and server-side tables, over one MemoryStore per served cluster.
+
+Every store call runs on a worker thread while holding the twin's lock, so HTTP clients never see the
+twin half-way through a simulation step, and the event loop keeps streaming watches while a request waits
+for that lock. Admission (defaulting, validation, immutability) is the core's, inside the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import yaml
+from aiohttp import web
+
+from dpf_core.api import admission
+from dpf_core.api.meta import KubeObject
+from dpf_core.errors import ApiError, BadRequest, FieldCause, Gone, Invalid, NotFound
+from dpf_core.runtime import parse_rfc3339, rfc3339
+from dpf_core.store.memory import MemoryStore, ResourceVersionTooLarge
+from dpf_core.store.patch import PatchError, json_patch, merge_patch
+from dpf_core.store.protocol import Propagation, WatchEvent
+from dpf_core.store.selectors import compile_label_selector
+
+from . import apply as ssa
+from . import discovery, openapi, tables
+
+R = TypeVar("R")
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+YAML = "application/yaml"
+
+# Field selectors the real API server supports beyond metadata.name/namespace, by core kind.
+EXTRA_FIELD_LABELS: dict[str, frozenset[str]] = {
+    "Pod": frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                      "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"}),
+    "Event": frozenset({"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                        "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                        "reason", "reportingComponent", "source", "type"}),
+    "Secret": frozenset({"type"}),
+    "Node": frozenset({"spec.unschedulable"}),
+    "Namespace": frozenset({"status.phase"}),
+}
+EXPIRED_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new list "
+    "without the continue parameter, or use the continue token in this response to retrieve the remainder of the "
+    "results. Continuing with the provided token results in an inconsistent list - objects that were created, "
+    "modified, or deleted between the time the first chunk was returned and now may show up in the list."
+)
+
+
+@dataclass
+class ServerConfig:
+    max_inflight: int = 400  # concurrent non-watch requests before 429 (kube-apiserver --max-requests-inflight)
+    retry_after: int = 1
+    bookmark_interval: float = 10.0  # wall seconds between BOOKMARK events on watches that allow them
+    watch_timeout: float = 1800.0  # a watch without timeoutSeconds ends after this (wall seconds)
+    continue_ttl: float = 300.0  # how long a paged list's snapshot stays readable (wall seconds)
+    continue_snapshots: int = 256
+    max_body: int = 3 * 1024 * 1024  # bytes, kube-apiserver's limit for a write request
+
+
+class UnsupportedMediaType(ApiError):
+    code = 415
+    reason = "UnsupportedMediaType"
+
+
+class NotAcceptable(ApiError):
+    code = 406
+    reason = "NotAcceptable"
+
+
+class MethodNotAllowed(ApiError):
+    code = 405
+    reason = "MethodNotAllowed"
+
+
+class Pulse:
+    """Wakes the watches of one store when it commits; fired from any thread, coalesced per loop turn."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._event = asyncio.Event()
+        self._scheduled = False
+        self._guard = threading.Lock()
+
+    def fire_threadsafe(self, _ev: WatchEvent | None = None) -> None:
+        with self._guard:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        with contextlib.suppress(RuntimeError):  # a closed loop: the server is shutting down
+            self._loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        with self._guard:
+            self._scheduled = False
+        ev, self._event = self._event, asyncio.Event()
+        ev.set()
+
+    async def wait(self, timeout: float) -> None:
+        ev = self._event
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
+
+
+@dataclass
+class _Page:
+    items: list[KubeObject]
+    rv: str
+    created: float
+
+
+class PageCache:
+    """Snapshots behind continue tokens: every page of one paged list is read from the same snapshot, as
+    etcd serves pages at the first page's revision."""
+
+    def __init__(self, ttl: float, size: int) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._pages: OrderedDict[str, _Page] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def put(self, items: list[KubeObject], rv: str) -> str:
+        sid = secrets.token_hex(8)
+        with self._guard:
+            self._pages[sid] = _Page(items, rv, time.monotonic())
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+        return sid
+
+    def get(self, sid: str) -> _Page | None:
+        with self._guard:
+            page = self._pages.get(sid)
+            if page is not None and time.monotonic() - page.created > self.ttl:
+                del self._pages[sid]
+                return None
+            return page
+
+    def expire_all(self) -> None:
+        with self._guard:
+            self._pages.clear()
+
+
+@dataclass
+class Shared:
+    """What every served cluster shares: the twin's lock and clock, the worker threads, the settings."""
+
+    lock: threading.RLock
+    now: Callable[[], float]
+    config: ServerConfig = field(default_factory=ServerConfig)
+    poke: Callable[[], None] = lambda: None
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(16, thread_name_prefix="twin-api"))
+    inflight: int = 0
+
+    async def call(self, fn: Callable[[], R]) -> R:
+        """Run `fn` on a worker thread with the twin stopped (holding its lock)."""
+
+        def locked() -> R:
+            with self.lock:
+                return fn()
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, locked)
+
+
+@dataclass
+class Cluster:
+    name: str  # "host" or "<namespace>/<name>" of a DPU cluster
+    store: MemoryStore
+    pulse: Pulse
+    pages: PageCache
+
+
+@dataclass
+class Route:
+    cls: type[KubeObject]
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+    watch: bool = False  # the deprecated /watch/ path prefix
+
+
+# ---- small helpers ---------------------------------------------------------------------------------------------
+
+
+def status_body(err: ApiError) -> dict[str, Any]:
+    body = err.to_status()
+    details = dict(body.get("details") or {})  # type: ignore[call-overload]
+    if err.code == 404 and err.kind:
+        from dpf_core.api import registry
+
+        for cls in registry.all_kinds():
+            if cls.KIND.kind == err.kind and (not err.group or cls.KIND.group == err.group):
+                details["kind"] = cls.KIND.plural
+                break
+    retry = getattr(err, "retry_after", None)
+    if retry is not None:
+        details["retryAfterSeconds"] = retry
+    body["details"] = details
+    return body
+
+
+def error_response(err: ApiError) -> web.Response:
+    headers = {}
+    retry = getattr(err, "retry_after", None)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return web.json_response(status_body(err), status=err.code, headers=headers)
+
+
+def success_status(details: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
+def media_type(request: web.Request) -> str:
+    return (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+def check_accept(request: web.Request) -> None:
+    accept = request.headers.get("Accept", "")
+    if not accept:
+        return
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*", "application/yaml", "application/json-seq") or "json" in media:
+            return
+    raise NotAcceptable(f"only the following media types are accepted: application/json, application/yaml (asked: {accept})")
+
+
+def field_manager(request: web.Request, required: bool = False) -> str:
+    manager = request.query.get("fieldManager", "")
+    if manager:
+        if len(manager) > 128:
+            raise BadRequest("fieldManager: Too long: may not be longer than 128")
+        return manager
+    if required:
+        raise BadRequest("PATCH requests with apply content type must specify a fieldManager (the fieldManager query parameter)")
+    # As the API server: the user agent up to the first "/".
+    return (request.headers.get("User-Agent") or "unknown").split("/")[0][:128]
+
+
+async def read_body(request: web.Request, allowed: Iterable[str]) -> Any:
+    mt = media_type(request)
+    if not mt and JSON in allowed:
+        mt = JSON  # as the API server: no Content-Type means its first serializer, JSON
+    if mt not in allowed:
+        raise UnsupportedMediaType(
+            f"the body of the request was in an unknown format - accepted media types include: {', '.join(allowed)}"
+        )
+    raw = await request.read()
+    if not raw:
+        raise BadRequest("the request body is empty")
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        if mt in (YAML, APPLY_PATCH):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return yaml.safe_load(text)
+        return json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise BadRequest(f"the body of the request could not be decoded: {e}") from None
+
+
+def _parse_time(s: str) -> float:
+    return parse_rfc3339(s)
+
+
+class Selection:
+    """A list/watch filter: label selector + field selector (store-supported fields and the core extras)."""
+
+    def __init__(self, cls: type[KubeObject], label: str | None, fields: str | None) -> None:
+        self.label = compile_label_selector(label) if label else None
+        self.store_fields: list[str] = []
+        self.extra: list[tuple[str, bool, str]] = []
+        allowed = EXTRA_FIELD_LABELS.get(cls.KIND.kind, frozenset()) if cls.KIND.group == "" else frozenset()
+        for part in (p.strip() for p in (fields or "").split(",")):
+            if not part:
+                continue
+            for op in ("!=", "==", "="):
+                if op in part:
+                    key, _, value = part.partition(op)
+                    key, value = key.strip(), value.strip()
+                    break
+            else:
+                raise BadRequest(f"invalid selector: '{fields}'; can't understand '{part}'")
+            if key in ("metadata.name", "metadata.namespace"):
+                self.store_fields.append(f"{key}{'!=' if op == '!=' else '='}{value}")
+            elif key in allowed:
+                self.extra.append((key, op != "!=", value))
+            else:
+                raise BadRequest(f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+                                 + (", " + ", ".join(f'"{a}"' for a in sorted(allowed)) if allowed else ""))
+        from dpf_core.store.selectors import compile_field_selector
+
+        self.fields = compile_field_selector(",".join(self.store_fields)) if self.store_fields else None
+
+    @property
+    def store_field_selector(self) -> str | None:
+        return ",".join(self.store_fields) or None
+
+    def matches(self, obj: KubeObject) -> bool:
+        if self.label is not None and not self.label.matches(obj.metadata.labels):
+            return False
+        if self.fields is not None and not self.fields.matches(obj):
+            return False
+        if self.extra:
+            wire = obj.wire()
+            for key, equals, value in self.extra:
+                have = ssa.get(wire, tuple(key.split(".")))
+                text = "" if have is ssa.MISSING or have is None else (str(have).lower() if isinstance(have, bool) else str(have))
+                if (text == value) != equals:
+                    return False
+        return True
+
+
+# ---- the dispatcher ------------------------------------------------------------------------------------------
+
+
+async def handle(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.StreamResponse:
+    method = request.method
+    is_watch = route.watch or request.query.get("watch", "").lower() in ("1", "true")
+    if request.query.get("dryRun"):
+        raise BadRequest("dryRun is not supported by the twin API server")
+    if method == "GET" and is_watch:
+        return await watch(request, shared, cluster, route)
+    check_accept(request)
+    if route.subresource not in (None, "status"):
+        raise NotFound(f"the server could not find the requested resource ({route.cls.KIND.plural}/{route.subresource})")
+    if route.subresource == "status" and not (route.cls.KIND.status_subresource and "status" in route.cls.model_fields):
+        raise NotFound(f"the server could not find the requested resource ({route.cls.KIND.plural}/status)")
+    if route.name is None:
+        if method == "GET":
+            return await list_objects(request, shared, cluster, route)
+        if method == "POST":
+            return await create(request, shared, cluster, route)
+        if method == "DELETE":
+            return await delete_collection(request, shared, cluster, route)
+        raise MethodNotAllowed(f"{method} is not supported on a collection")
+    if route.subresource is None and method == "POST":
+        raise MethodNotAllowed("POST is not supported on an object; POST to its collection")
+    if method == "GET":
+        return await get(request, shared, cluster, route)
+    if method == "PUT":
+        return await update(request, shared, cluster, route)
+    if method == "PATCH":
+        return await patch(request, shared, cluster, route)
+    if method == "DELETE" and route.subresource is None:
+        return await delete(request, shared, cluster, route)
+    raise MethodNotAllowed(f"{method} is not supported here")
+
+
+def _respond(obj: dict[str, Any], status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = {}
+    if warnings:
+        headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+    return web.json_response(obj, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# ---- reads ----------------------------------------------------------------------------------------------------
+
+
+async def get(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    assert route.name is not None
+    obj = await shared.call(lambda: cluster.store.get(route.cls, route.name or "", route.namespace))
+    wire = obj.wire()
+    if tables.wants_table(request.headers.get("Accept", "")):
+        return _respond(tables.table(route.cls, [wire], shared.now(), _parse_time, request.query.get("includeObject", "Metadata"),
+                                     {"resourceVersion": wire["metadata"].get("resourceVersion", "")}))
+    return _respond(wire)
+
+
+def _list_rv(store: MemoryStore, rv: str, match: str) -> None:
+    """Check a list's resourceVersion/resourceVersionMatch against what the store can serve (its latest state)."""
+    if match not in ("", "NotOlderThan", "Exact"):
+        raise BadRequest(f'resourceVersionMatch: Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"')
+    if match and not rv:
+        raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+    if rv in ("", "0"):
+        return
+    try:
+        wanted = int(rv)
+    except ValueError:
+        raise BadRequest(f'invalid resource version: "{rv}"') from None
+    current = int(store.current_resource_version())
+    if wanted > current:
+        raise ResourceVersionTooLarge(f"Too large resource version: {wanted}, current: {current}")
+    if match == "Exact" and wanted != current:
+        raise Gone(f"too old resource version: {wanted} ({current})")
+
+
+async def list_objects(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    q = request.query
+    cls = route.cls
+    sel = Selection(cls, q.get("labelSelector"), q.get("fieldSelector"))
+    try:
+        limit = int(q.get("limit") or 0)
+    except ValueError:
+        raise BadRequest(f'invalid limit: "{q.get("limit")}"') from None
+    token = q.get("continue", "")
+
+    def read() -> tuple[list[KubeObject], str, str | None, int | None]:
+        store = cluster.store
+        if token:
+            if q.get("resourceVersion"):
+                raise BadRequest("specifying resource version is not allowed when using continue")
+            sid, start, rv = _decode_continue(token)
+            page = cluster.pages.get(sid)
+            if page is None or page.rv != rv:
+                raise Gone(EXPIRED_CONTINUE)
+            items, rv = page.items, page.rv
+        else:
+            _list_rv(store, q.get("resourceVersion", ""), q.get("resourceVersionMatch", ""))
+            found, rv = store.list_with_rv(cls, route.namespace, None, sel.store_field_selector)
+            items = [o for o in found if sel.matches(o)]
+            start = 0
+            sid = ""
+        end = start + limit if limit > 0 else len(items)
+        if end >= len(items):
+            return items[start:], rv, None, None
+        if not sid:
+            sid = cluster.pages.put(items, rv)
+        return items[start:end], rv, _encode_continue(sid, end, rv), len(items) - end
+
+    items, rv, cont, remaining = await shared.call(read)
+    meta: dict[str, Any] = {"resourceVersion": rv}
+    if cont:
+        meta["continue"] = cont
+        meta["remainingItemCount"] = remaining
+    wires = [o.wire() for o in items]
+    if tables.wants_table(request.headers.get("Accept", "")):
+        return _respond(tables.table(cls, wires, shared.now(), _parse_time, q.get("includeObject", "Metadata"), meta))
+    info = cls.KIND
+    return _respond({"apiVersion": info.api_version, "kind": f"{info.kind}List", "metadata": meta, "items": wires})
+
+
+def _encode_continue(sid: str, start: int, rv: str) -> str:
+    doc = {"v": "meta.k8s.io/v1", "rv": int(rv), "start": start, "id": sid}
+    return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[str, int, str]:
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if doc.get("v") != "meta.k8s.io/v1":
+            raise ValueError("version")
+        return str(doc["id"]), int(doc["start"]), str(doc["rv"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+
+
+# ---- watch ----------------------------------------------------------------------------------------------------
+
+
+def _watch_line(etype: str, obj: dict[str, Any]) -> bytes:
+    return (_dumps({"type": etype, "object": obj}) + "\n").encode()
+
+
+def _transition(ev: WatchEvent, sel: Selection) -> tuple[str, KubeObject] | None:
+    """The event as a filtered watch sees it: entering the selection is ADDED, leaving it DELETED."""
+    now_in = sel.matches(ev.object)
+    if ev.type == "ADDED":
+        return ("ADDED", ev.object) if now_in else None
+    if ev.type == "DELETED":
+        was_in = sel.matches(ev.old) if ev.old is not None else now_in
+        return ("DELETED", ev.object) if (was_in or now_in) else None
+    was_in = sel.matches(ev.old) if ev.old is not None else now_in
+    if now_in and was_in:
+        return ("MODIFIED", ev.object)
+    if now_in:
+        return ("ADDED", ev.object)
+    if was_in:
+        return ("DELETED", ev.object)
+    return None
+
+
+async def watch(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.StreamResponse:
+    q = request.query
+    cls = route.cls
+    fields = q.get("fieldSelector")
+    if route.name:
+        fields = ",".join(x for x in (fields, f"metadata.name={route.name}") if x)
+    sel = Selection(cls, q.get("labelSelector"), fields)
+    rv = q.get("resourceVersion", "")
+    initial = q.get("sendInitialEvents", "").lower() == "true"
+    if initial and q.get("resourceVersionMatch") != "NotOlderThan":
+        raise Invalid(cls.KIND.kind, "", [FieldCause("resourceVersionMatch",
+                                                     "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                                                     "FieldValueForbidden")])
+    bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
+    try:
+        timeout = float(q.get("timeoutSeconds") or shared.config.watch_timeout)
+    except ValueError:
+        raise BadRequest(f'invalid timeoutSeconds: "{q.get("timeoutSeconds")}"') from None
+    as_table = tables.wants_table(request.headers.get("Accept", ""))
+    include = q.get("includeObject", "Metadata")
+    info = cls.KIND
+
+    def encode(etype: str, obj: KubeObject) -> bytes:
+        wire = obj.wire()
+        if as_table:
+            return _watch_line(etype, tables.table(cls, [wire], shared.now(), _parse_time, include,
+                                                   {"resourceVersion": wire["metadata"].get("resourceVersion", "")}))
+        return _watch_line(etype, wire)
+
+    def bookmark(at: str, initial_end: bool = False) -> bytes:
+        md: dict[str, Any] = {"resourceVersion": at}
+        if initial_end:
+            md["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return _watch_line("BOOKMARK", {"kind": info.kind, "apiVersion": info.api_version, "metadata": md})
+
+    def error_line(err: ApiError) -> bytes:
+        return _watch_line("ERROR", status_body(err))
+
+    def start() -> tuple[list[bytes], str | None]:
+        store = cluster.store
+        current = store.current_resource_version()
+        if initial:
+            objs = [o for o in store.list(cls, route.namespace, None, sel.store_field_selector) if sel.matches(o)]
+            return [encode("ADDED", o) for o in objs] + [bookmark(current, initial_end=True)], current
+        try:
+            events = store.events_since(cls, rv, route.namespace)
+        except (Gone, ResourceVersionTooLarge, BadRequest) as e:
+            return [error_line(e)], None
+        out = []
+        for ev in events:
+            seen = _transition(ev, sel)
+            if seen is not None:
+                out.append(encode(*seen))
+        return out, current
+
+    def more(since: str) -> tuple[list[bytes], str | None]:
+        store = cluster.store
+        current = store.current_resource_version()
+        if current == since:
+            return [], since
+        try:
+            events = store.events_since(cls, since, route.namespace)
+        except Gone as e:
+            return [error_line(e)], None
+        out = []
+        for ev in events:
+            seen = _transition(ev, sel)
+            if seen is not None:
+                out.append(encode(*seen))
+        return out, current
+
+    lines, last = await shared.call(start)
+    resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache, private"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    deadline = time.monotonic() + timeout
+    next_bookmark = time.monotonic() + shared.config.bookmark_interval
+    try:
+        if lines:
+            await resp.write(b"".join(lines))
+        while last is not None:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            await cluster.pulse.wait(min(1.0, deadline - now, max(0.0, next_bookmark - now) if bookmarks else 1.0))
+            since = last
+            lines, last = await shared.call(lambda s=since: more(s))  # type: ignore[misc]
+            if lines:
+                await resp.write(b"".join(lines))
+            if bookmarks and last is not None and time.monotonic() >= next_bookmark:
+                await resp.write(bookmark(last))
+                next_bookmark = time.monotonic() + shared.config.bookmark_interval
+        await resp.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp
+
+
+# ---- writes ----------------------------------------------------------------------------------------------------
+
+
+def _check_identity(body: Any, route: Route, *, for_create: bool) -> dict[str, Any]:
+    info = route.cls.KIND
+    if not isinstance(body, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(body).__name__}")
+    raw: dict[str, Any] = dict(body)
+    api_version, kind = raw.get("apiVersion"), raw.get("kind")
+    if api_version in (None, ""):
+        raw["apiVersion"] = api_version = info.api_version  # the URL's group/version is the default
+    if kind in (None, ""):
+        raw["kind"] = kind = info.kind
+    if api_version != info.api_version or kind != info.kind:
+        raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({info.api_version})"
+                         if api_version != info.api_version else
+                         f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
+    md = dict(raw.get("metadata") or {})
+    if info.namespaced:
+        if md.get("namespace") and route.namespace and md["namespace"] != route.namespace:
+            raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+        if route.namespace:
+            md["namespace"] = route.namespace
+    elif route.namespace:
+        raise BadRequest(f"{info.plural} is not namespaced")
+    if not for_create and route.name is not None:
+        if md.get("name") not in (None, route.name):
+            raise BadRequest(f"the name of the object ({md.get('name')}) does not match the name on the URL ({route.name})")
+        md["name"] = route.name
+    raw["metadata"] = md
+    return raw
+
+
+def _validate_fields(request: web.Request, raw: dict[str, Any], cls: type[KubeObject]) -> tuple[dict[str, Any], list[str]]:
+    """fieldValidation=Strict|Warn|Ignore (default Warn): unknown fields are refused, warned about, or dropped."""
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise BadRequest(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"')
+    pruned, unknown = openapi.prune(raw, cls)
+    if unknown and mode == "Strict":
+        raise BadRequest("strict decoding error: " + ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown),
+                         kind=cls.KIND.kind, name=str((raw.get("metadata") or {}).get("name") or ""), group=cls.KIND.group)
+    warnings = [f'unknown field "{u.lstrip(".")}"' for u in unknown] if mode == "Warn" else []
+    return pruned, warnings
+
+
+async def create(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    body = await read_body(request, (JSON, YAML))
+    raw = _check_identity(body, route, for_create=True)
+    raw, warnings = _validate_fields(request, raw, route.cls)
+    manager = field_manager(request)
+    if route.cls.KIND.status_subresource:
+        raw.pop("status", None)  # the status subresource owns it; a create starts from the default status
+
+    def write() -> KubeObject:
+        ssa.record_update(None, raw, manager, "", rfc3339(shared.now()))
+        return cluster.store.create(admission.decode(raw, route.cls))
+
+    obj = await shared.call(write)
+    shared.poke()
+    return _respond(obj.wire(), 201, warnings)
+
+
+async def update(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    body = await read_body(request, (JSON, YAML))
+    raw = _check_identity(body, route, for_create=False)
+    raw, warnings = _validate_fields(request, raw, route.cls)
+    manager = field_manager(request)
+    sub = route.subresource or ""
+
+    def write() -> KubeObject:
+        store = cluster.store
+        old = store.get(route.cls, route.name or "", route.namespace)
+        if sub == "":
+            ssa.record_update(old.wire(), raw, manager, "", rfc3339(shared.now()))
+            return store.update(admission.decode(raw, route.cls))
+        return store.update_status(admission.decode(raw, route.cls))
+
+    obj = await shared.call(write)
+    shared.poke()
+    return _respond(obj.wire(), 200, warnings)
+
+
+def _strip_directives(value: Any) -> Any:
+    """Strategic merge patch directives ($patch, $retainKeys, $setElementOrder/...) have no meaning once
+    lists are atomic; what remains is a merge patch."""
+    if isinstance(value, dict):
+        return {k: _strip_directives(v) for k, v in value.items() if not k.startswith("$")}
+    return value
+
+
+async def patch(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    cls = route.cls
+    info = cls.KIND
+    mt = media_type(request)
+    allowed = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
+    if info.group in discovery.BUILTIN_GROUPS:
+        allowed.insert(2, STRATEGIC_PATCH)
+    body = await read_body(request, allowed)
+    if mt == APPLY_PATCH:
+        return await server_side_apply(request, shared, cluster, route, body)
+    manager = field_manager(request)
+    sub = route.subresource or ""
+    name = route.name or ""
+
+    def write() -> tuple[KubeObject, list[str]]:
+        store = cluster.store
+        old = store.get(cls, name, route.namespace)
+        base = old.wire()
+        try:
+            if mt == JSON_PATCH:
+                patched = json_patch(base, body)
+            else:
+                if not isinstance(body, dict):
+                    raise PatchError("a merge patch must be a JSON object", malformed=True)
+                patched = merge_patch(base, _strip_directives(body) if mt == STRATEGIC_PATCH else body)
+        except PatchError as e:
+            if e.malformed:
+                raise BadRequest(e.message, kind=info.kind, name=name, group=info.group) from None
+            raise Invalid(info.kind, name, [FieldCause(e.path or "<root>", e.message)], group=info.group) from None
+        if not isinstance(patched, dict):
+            raise BadRequest("the patched object is not a JSON object", kind=info.kind, name=name)
+        checked = _check_identity(patched, route, for_create=False)
+        pruned, warnings = _validate_fields(request, checked, cls)
+        if sub == "":
+            ssa.record_update(base, pruned, manager, "", rfc3339(shared.now()))
+            return store.update(admission.decode(pruned, cls)), warnings
+        return store.update_status(admission.decode(pruned, cls)), warnings
+
+    obj, warnings = await shared.call(write)
+    shared.poke()
+    return _respond(obj.wire(), 200, warnings)
+
+
+async def server_side_apply(request: web.Request, shared: Shared, cluster: Cluster, route: Route, body: Any) -> web.Response:
+    cls = route.cls
+    info = cls.KIND
+    manager = field_manager(request, required=True)
+    force = request.query.get("force", "").lower() in ("true", "1")
+    config = _check_identity(body, route, for_create=False)
+    config, warnings = _validate_fields(request, config, cls)
+    if (config.get("metadata") or {}).get("managedFields"):
+        raise BadRequest("metadata.managedFields must be nil in an apply configuration")
+    sub = route.subresource or ""
+    name = route.name or ""
+
+    def write() -> tuple[KubeObject, int]:
+        store = cluster.store
+        live = store.try_get(cls, name, route.namespace)
+        now = rfc3339(shared.now())
+        if live is None:
+            if sub:
+                raise NotFound(f'{info.plural}.{info.group} "{name}" not found', kind=info.kind, name=name, group=info.group)
+            new = ssa.apply(None, config, manager, force=force, subresource="", now=now, kind=info.kind, name=name, group=info.group)
+            if info.status_subresource:
+                new.pop("status", None)
+            return store.create(admission.decode(new, cls)), 201
+        new = ssa.apply(live.wire(), config, manager, force=force, subresource=sub, now=now, kind=info.kind, name=name,
+                        group=info.group)
+        new["metadata"]["resourceVersion"] = live.metadata.resource_version
+        decoded = admission.decode(new, cls)
+        return (store.update_status(decoded) if sub else store.update(decoded)), 200
+
+    obj, code = await shared.call(write)
+    shared.poke()
+    return _respond(obj.wire(), code, warnings)
+
+
+async def _delete_options(request: web.Request) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            try:
+                opts = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise BadRequest(f"the DeleteOptions body could not be decoded: {e}") from None
+            if not isinstance(opts, dict):
+                raise BadRequest("DeleteOptions must be a JSON object")
+    if "propagationPolicy" in request.query:
+        opts["propagationPolicy"] = request.query["propagationPolicy"]
+    if opts.get("orphanDependents") is True and "propagationPolicy" not in opts:
+        opts["propagationPolicy"] = "Orphan"
+    return opts
+
+
+def _propagation(opts: dict[str, Any]) -> Propagation:
+    policy = opts.get("propagationPolicy") or "Background"
+    if policy not in ("Background", "Foreground", "Orphan"):
+        raise BadRequest(f'propagationPolicy: Unsupported value: "{policy}": supported values: "Background", "Foreground", "Orphan"')
+    return cast(Propagation, policy)
+
+
+async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    cls = route.cls
+    opts = await _delete_options(request)
+    policy = _propagation(opts)
+    pre = opts.get("preconditions") or {}
+    name = route.name or ""
+
+    def write() -> dict[str, Any]:
+        store = cluster.store
+        before = store.get(cls, name, route.namespace)
+        store.delete(cls, name, route.namespace, policy, uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
+        after = store.try_get(cls, name, route.namespace)
+        if after is not None:
+            return after.wire()  # finalizers hold it: deletionTimestamp set, the object stays
+        info = cls.KIND
+        return success_status({"name": name, "group": info.group, "kind": info.plural, "uid": before.metadata.uid or ""})
+
+    out = await shared.call(write)
+    shared.poke()
+    return _respond(out)
+
+
+async def delete_collection(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
+    cls = route.cls
+    opts = await _delete_options(request)
+    policy = _propagation(opts)
+    sel = Selection(cls, request.query.get("labelSelector"), request.query.get("fieldSelector"))
+
+    def write() -> list[dict[str, Any]]:
+        store = cluster.store
+        out = []
+        for o in store.list(cls, route.namespace, None, sel.store_field_selector):
+            if not sel.matches(o):
+                continue
+            store.delete(cls, o.name, o.namespace, policy)
+            after = store.try_get(cls, o.name, o.namespace)
+            out.append((after or o).wire())
+        return out
+
+    items = await shared.call(write)
+    shared.poke()
+    info = cls.KIND
+    return _respond({"apiVersion": info.api_version, "kind": f"{info.kind}List", "metadata": {}, "items": items})

@@ -1,0 +1,350 @@
+"""The twin's ArgoCD: Applications in the host cluster synced into their destination cluster from a chart catalogue.
+
+No Helm templating: a scenario declares a chart catalogue, each chart (repoURL, chart, version) naming the
+workloads it renders (DaemonSets / Deployments with an image and resource requests). Values shape them:
+
+- `valuesKey` on a workload scopes its values to `values[valuesKey]` and renders it only when that block says
+  `enabled: true` (how DPF's dpu-networking chart switches its sub-charts);
+- in scope: `image: {repository, tag}`, `replicas`, `resources` (a requests map, or `{requests: ...}`),
+  `labels` (pod labels), `nodeSelector` (a map);
+- the DPUService block `serviceDaemonSet` (values root) shapes DaemonSets: `labels` and `annotations` on the
+  pods, `nodeSelector` (corev1 NodeSelector) as required node affinity, `updateStrategy`.
+
+Sync (automated, prune + self-heal): a change of the Application or of any workload it tracks schedules a sync
+after `syncDelay`: resolve the destination (`in-cluster` = host; else the Argo cluster Secret naming it), look the
+chart up, apply the rendered workloads (tracking label `argocd.argoproj.io/instance=<app>`), delete tracked
+workloads no longer rendered, then write sync (Synced at the chart version) and health (Healthy when every
+workload is fully ready, else Progressing). A chart missing from the catalogue (or an unknown destination or
+project) leaves the Application Degraded with a ComparisonError condition saying why, as a failed fetch does.
+`argocd.argoproj.io/skip-reconcile: "true"` stops all of it. Deleting an Application with the resources
+finalizer deletes its workloads first.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import random
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, Literal
+
+import simpy
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from dpf_core.api.external import (
+    ANNOTATION_ARGOCD_SKIP_RECONCILE,
+    ARGOCD_IN_CLUSTER,
+    FINALIZER_ARGOCD_RESOURCES,
+    LABEL_ARGOCD_INSTANCE,
+    LABEL_ARGOCD_SECRET_TYPE,
+    Application,
+    AppProject,
+    DaemonSet,
+    Deployment,
+    Namespace,
+    Secret,
+)
+from dpf_core.api.meta import KubeObject
+from dpf_core.api.svc import LABEL_DPU_CLUSTER
+from dpf_core.errors import AlreadyExists, ApiError
+from dpf_core.runtime import rfc3339
+from dpf_core.store.memory import MemoryStore
+from dpf_core.store.protocol import WatchEvent
+
+from .durations import Duration
+from .engine import SimClock
+
+WORKLOAD_KINDS: tuple[type[KubeObject], ...] = (DaemonSet, Deployment)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class ChartWorkload(_Wire):
+    """One workload a chart renders."""
+
+    name: str
+    kind: Literal["DaemonSet", "Deployment"] = "DaemonSet"
+    image: str
+    replicas: int = Field(default=1, ge=0)
+    resources: dict[str, int | str] = Field(default_factory=dict, description="container resource requests")
+    labels: dict[str, str] = Field(default_factory=dict)
+    values_key: str | None = Field(default=None, description="values block scoping this workload; needs enabled: true")
+
+
+class Chart(_Wire):
+    repo_url: str = Field(alias="repoURL")
+    chart: str | None = None
+    version: str
+    workloads: list[ChartWorkload] = Field(default_factory=list)
+
+
+class ArgoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sync_delay: Duration = Duration.of("3s")
+
+
+def _norm(url: str) -> str:
+    return url.removeprefix("oci://").rstrip("/")
+
+
+class ChartCatalogue:
+    def __init__(self, charts: list[Chart]) -> None:
+        self.charts = {(_norm(c.repo_url), c.chart or "", c.version): c for c in charts}
+
+    @classmethod
+    def from_config(cls, raw: list[Mapping[str, Any]] | None) -> ChartCatalogue:
+        return cls([Chart.model_validate(c) for c in raw or []])
+
+    def find(self, repo_url: str, chart: str | None, version: str | None) -> Chart | None:
+        return self.charts.get((_norm(repo_url), chart or "", version or ""))
+
+
+def _scope(values: Mapping[str, Any], key: str | None) -> Mapping[str, Any] | None:
+    if key is None:
+        return values
+    node: Any = values
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    if not isinstance(node, Mapping) or not node.get("enabled"):
+        return None
+    return node
+
+
+def render(chart: Chart, app: str, release: str, namespace: str, values: Mapping[str, Any]) -> list[KubeObject]:
+    """The workloads of `chart` for these values, named `<release>-<workload>`."""
+    sds = values.get("serviceDaemonSet") if isinstance(values.get("serviceDaemonSet"), Mapping) else {}
+    out: list[KubeObject] = []
+    for w in chart.workloads:
+        scope = _scope(values, w.values_key)
+        if scope is None:
+            continue
+        image = w.image
+        img = scope.get("image")
+        if isinstance(img, Mapping) and img.get("repository"):
+            image = f"{img['repository']}:{img.get('tag') or 'latest'}"
+        res = scope.get("resources")
+        requests: dict[str, Any] = dict(w.resources)
+        if isinstance(res, Mapping):
+            inner = res.get("requests")
+            requests.update(inner if isinstance(inner, Mapping) else res)
+        name = f"{release}-{w.name}"
+        selector = {"app.kubernetes.io/name": w.name, "app.kubernetes.io/instance": release}
+        pod_labels = {**w.labels, **dict(scope.get("labels") or {}), **selector}
+        pod_annotations: dict[str, str] = {}
+        pod_spec: dict[str, Any] = {
+            "containers": [{"name": w.name, "image": image, "resources": {"requests": requests}}],
+        }
+        if isinstance(scope.get("nodeSelector"), Mapping):
+            pod_spec["nodeSelector"] = dict(scope["nodeSelector"])
+        spec: dict[str, Any] = {"selector": {"matchLabels": selector}}
+        if w.kind == "DaemonSet" and sds:
+            pod_labels.update(sds.get("labels") or {})
+            pod_annotations.update(sds.get("annotations") or {})
+            if sds.get("nodeSelector"):
+                pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": sds["nodeSelector"]}}
+            if sds.get("updateStrategy"):
+                spec["updateStrategy"] = sds["updateStrategy"]
+        spec["template"] = {"metadata": {"labels": pod_labels, "annotations": pod_annotations}, "spec": pod_spec}
+        meta = {"name": name, "namespace": namespace, "labels": {**selector, LABEL_ARGOCD_INSTANCE: app}}
+        if w.kind == "Deployment":
+            replicas = scope.get("replicas", w.replicas)
+            out.append(Deployment.model_validate({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+                                                  "spec": {**spec, "replicas": int(replicas)}}))
+        else:
+            out.append(DaemonSet.model_validate({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+                                                 "spec": spec}))
+    return out
+
+
+def workload_healthy(obj: KubeObject) -> bool:
+    st = obj.model_dump(by_alias=True, exclude_none=True).get("status") or {}
+    if st.get("observedGeneration") != obj.metadata.generation:
+        return False
+    if isinstance(obj, Deployment):
+        want = obj.spec.replicas if obj.spec.replicas is not None else 1
+        return int(st.get("readyReplicas") or 0) >= want and int(st.get("updatedReplicas") or 0) >= want
+    desired = int(st.get("desiredNumberScheduled") or 0)
+    return int(st.get("numberReady") or 0) == desired and int(st.get("updatedNumberScheduled") or 0) == desired
+
+
+def _norm_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "reconciledAt" and v not in (None, [], {})}
+
+
+class SyncError(Exception):
+    pass
+
+
+class ArgoCD:
+    """ArgoCD's application controller over the twin's stores."""
+
+    def __init__(self, env: simpy.Environment, host: MemoryStore, stores: Callable[[], dict[str, MemoryStore]],
+                 clock: SimClock, rng: random.Random, catalogue: ChartCatalogue, params: ArgoParams | None = None) -> None:
+        self.env = env
+        self.host = host
+        self.stores = stores
+        self.clock = clock
+        self.rng = rng
+        self.catalogue = catalogue
+        self.params = params or ArgoParams()
+        self._scheduled: set[tuple[str, str]] = set()
+        self.syncs = 0
+        host.subscribe(self._on_application, [Application])
+        self.watch_store("host", host)
+
+    def watch_store(self, name: str, store: MemoryStore) -> None:
+        store.subscribe(self._on_workload, list(WORKLOAD_KINDS))
+
+    # --- events -----------------------------------------------------------------------------------------
+    def _on_application(self, ev: WatchEvent) -> None:
+        if ev.type != "DELETED":
+            self.schedule(ev.object.namespace or "", ev.object.name)
+
+    def _on_workload(self, ev: WatchEvent) -> None:
+        app = ev.object.metadata.labels.get(LABEL_ARGOCD_INSTANCE)
+        if not app:
+            return
+        for a in self.host.list(Application):
+            if a.name == app:
+                self.schedule(a.namespace or "", a.name)
+
+    def schedule(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        if key in self._scheduled:
+            return
+        self._scheduled.add(key)
+        self.env.process(self._later(key))
+
+    def _later(self, key: tuple[str, str]) -> Generator[Any, Any, None]:
+        yield self.env.timeout(self.params.sync_delay.sample(self.rng))
+        self._scheduled.discard(key)
+        with contextlib.suppress(ApiError):
+            self.sync(*key)
+
+    # --- destination ------------------------------------------------------------------------------------
+    def destination(self, app: Application) -> MemoryStore:
+        dest = app.spec.destination
+        if dest.name == ARGOCD_IN_CLUSTER or dest.server == "https://kubernetes.default.svc":
+            return self.host
+        stores = self.stores()
+        for s in self.host.list(Secret, app.namespace, label_selector={LABEL_ARGOCD_SECRET_TYPE: "cluster"}):
+            data = {k: base64.b64decode(v).decode() for k, v in s.data.items()}
+            server = data.get("server", "")
+            store_name = server.removeprefix("twin://")
+            # The twin's kubeconfigs name their cluster entry `<ns>/<name>`, Kamaji's name it after the
+            # DPUCluster: accept either, as long as the Secret points at a twin store.
+            names = {data.get("name"), s.metadata.labels.get(LABEL_DPU_CLUSTER), store_name.rpartition("/")[2]}
+            if dest.name in names and store_name in stores:
+                return stores[store_name]
+        raise SyncError(f"there are no clusters with this name: {dest.name}")
+
+    # --- sync -------------------------------------------------------------------------------------------
+    def tracked(self, store: MemoryStore, app: str) -> list[KubeObject]:
+        out: list[KubeObject] = []
+        for cls in WORKLOAD_KINDS:
+            out.extend(store.list(cls, label_selector={LABEL_ARGOCD_INSTANCE: app}))
+        return out
+
+    def sync(self, namespace: str, name: str) -> None:
+        app = self.host.try_get(Application, name, namespace)
+        if app is None:
+            return
+        if app.metadata.annotations.get(ANNOTATION_ARGOCD_SKIP_RECONCILE) == "true":
+            return
+        self.syncs += 1
+        if app.metadata.deletion_timestamp is not None:
+            self._delete(app)
+            return
+        try:
+            project = self.host.try_get(AppProject, app.spec.project, namespace)
+            if project is None:
+                raise SyncError(f"Application referencing project {app.spec.project} which does not exist")
+            store = self.destination(app)
+            source = app.spec.source
+            if source is None:
+                raise SyncError("application has no source")
+            chart = self.catalogue.find(source.repo_url, source.chart, source.target_revision)
+            if chart is None:
+                raise SyncError(
+                    f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "
+                    f"chart {source.chart or source.path or ''!s} version {source.target_revision} not found in "
+                    f"repository {source.repo_url} (not in the twin's chart catalogue)")
+            helm = source.helm
+            values = (helm.values_object if helm is not None else None) or {}
+            release = (helm.release_name if helm is not None else None) or app.name
+            target_ns = app.spec.destination.namespace or "default"
+            desired = render(chart, app.name, release, target_ns, values)
+        except SyncError as e:
+            self._status(app, "Unknown", "Degraded", str(e), [{"type": "ComparisonError", "message": str(e)}], [])
+            return
+        if store.try_get(Namespace, target_ns) is None:
+            with contextlib.suppress(AlreadyExists):
+                store.create(Namespace.new(target_ns))
+        wanted = {(type(o).__name__, o.namespace, o.name) for o in desired}
+        for obj in desired:
+            self._apply(store, obj)
+        for obj in self.tracked(store, app.name):
+            if (type(obj).__name__, obj.namespace, obj.name) not in wanted and obj.metadata.deletion_timestamp is None:
+                with contextlib.suppress(ApiError):
+                    store.delete(type(obj), obj.name, obj.namespace)
+        live = [store.try_get(type(o), o.name, o.namespace) for o in desired]
+        healthy = all(o is not None and workload_healthy(o) for o in live)
+        resources = [{"group": "apps", "version": "v1", "kind": type(o).__name__, "namespace": o.namespace,
+                      "name": o.name, "status": "Synced"} for o in desired]
+        self._status(app, "Synced", "Healthy" if healthy else "Progressing", "", [], resources,
+                     revision=source.target_revision)
+
+    def _apply(self, store: MemoryStore, obj: KubeObject) -> None:
+        cls = type(obj)
+        existing = store.try_get(cls, obj.name, obj.namespace)
+        if existing is None:
+            with contextlib.suppress(AlreadyExists):
+                store.create(obj)
+            return
+        want_spec = obj.spec.wire()  # type: ignore[attr-defined]
+        have = existing.model_dump(by_alias=True, exclude_none=True)
+        if have.get("spec") == want_spec and all(existing.metadata.labels.get(k) == v for k, v in obj.metadata.labels.items()):
+            return
+        updated = existing.deepcopy()
+        updated.metadata.labels = {**existing.metadata.labels, **obj.metadata.labels}
+        updated.spec = obj.spec.model_copy(deep=True)  # type: ignore[attr-defined]
+        store.update(updated)
+
+    def _status(self, app: Application, sync: str, health: str, message: str, conditions: list[dict[str, Any]],
+                resources: list[dict[str, Any]], revision: str | None = None) -> None:
+        status: dict[str, Any] = {"sync": {"status": sync}, "health": {"status": health}, "resources": resources,
+                                  "conditions": conditions}
+        if revision is not None:
+            status["sync"]["revision"] = revision
+        if message:
+            status["health"]["message"] = message
+        have = app.model_dump(by_alias=True, exclude_none=True).get("status") or {}
+        if _norm_status(have) == _norm_status(status):
+            return
+        status["reconciledAt"] = rfc3339(self.clock.now())
+        with contextlib.suppress(ApiError):
+            self.host.patch(Application, app.name, app.namespace, {"status": status})
+
+    def _delete(self, app: Application) -> None:
+        if FINALIZER_ARGOCD_RESOURCES in app.metadata.finalizers:
+            try:
+                store = self.destination(app)
+            except SyncError:
+                store = None
+            if store is not None:
+                left = self.tracked(store, app.name)
+                for obj in left:
+                    if obj.metadata.deletion_timestamp is None:
+                        with contextlib.suppress(ApiError):
+                            store.delete(type(obj), obj.name, obj.namespace)
+                if self.tracked(store, app.name):
+                    self.schedule(app.namespace or "", app.name)
+                    return
+        released = app.deepcopy()
+        released.metadata.finalizers = [f for f in released.metadata.finalizers if f != FINALIZER_ARGOCD_RESOURCES]
+        with contextlib.suppress(ApiError):
+            self.host.update(released)

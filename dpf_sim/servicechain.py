@@ -1,0 +1,356 @@
+"""The service-chain world of the twin: an attachment (`TwinConfig.attachments = ("servicechain",)`).
+
+What it wires, with the composition lists of dpf_core.system:
+- the host: the DPUServiceInterface / DPUServiceChain / DPUServiceIPAM mirrors, in a Manager of their own
+  (the twin's provisioning Manager is already running);
+- every DPU cluster, when its store appears: a Manager with the servicechainset-controller, NVIPAM and the
+  Pod IPAM injector; the dpu-networking NetworkAttachmentDefinitions (mybrsfc, mybrhbn, iprequest); the pod
+  networking models of dpf_sim.cni;
+- every DPU node, when it joins: its Open vSwitch model as the DPUFlavor's OVS script and the ovs-cni marker
+  leave it (br-sfc netdev/secure with the uplinks p0 and p1 as `dpf-type=physical` dpdk ports; br-ovn with
+  pf0hpf; br-hbn), and a Manager running that node's SFC agent over `ModelOvs`.
+
+Scenario parameters live under `models.serviceChain` (ServiceChainParams). `preProvisioned` skips the
+provisioning flow: a static DPUCluster, its kubeconfig Secret and Ready DPU Nodes exist from t=0, so a
+100-node IPAM experiment costs no BFB flashing.
+
+`ServiceChainWorld.trace()` injects a packet at a port (or a pod's interface) of a node and says where it
+went, naming pods behind the ports it left from.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from dpf_core import system
+from dpf_core.api.external import NetworkAttachmentDefinition, Node
+from dpf_core.api.svc import ServiceChain, ServiceInterface
+from dpf_core.controllers import sfc
+from dpf_core.errors import AlreadyExists
+from dpf_core.ports import Ports
+from dpf_core.runtime import EventRecorder, Manager, rfc3339
+from dpf_core.store.memory import MemoryStore
+from dpf_core.store.selectors import compile_label_selector
+
+from .cni import CniParams, CniWorld, dpu_networking_nads
+from .durations import Seconds
+from .ovs import Datapath, FlowMod, ModelOvs, Packet, TraceResult, parse_flows_file, send, trace
+
+if TYPE_CHECKING:
+    from .twin import Twin
+
+OVN_HOST_PORT = "pf0hpf"
+
+
+class PreProvisioned(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    cluster: str = "dpu-cplane-tenant1/dpu-cplane-tenant1"  # "<namespace>/<name>" of a static DPUCluster
+    nodes: int = Field(ge=1, le=1000)
+    name_prefix: str = "dpu-node-"
+    labels: dict[str, str] = Field(default_factory=dict)
+    version: str = "v1.30.2"
+
+
+class LeftoverOvs(BaseModel):
+    """OVS state an earlier deployment left on every DPU's br-sfc (say, an sfc-controller that died before it
+    cleaned up): only the SFC agent's stale sweep removes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    ports: list[str] = Field(default_factory=list)
+    flows: list[str] = Field(default_factory=list)
+
+
+class ServiceChainParams(BaseModel):
+    """Scenario `models.serviceChain`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    physical_ports: list[str] = Field(default_factory=lambda: ["p0", "p1"])
+    ovn: bool = True
+    stale_period: Seconds = sfc.STALE_REMOVAL_PERIOD
+    network_attachments: bool = True
+    nad_namespace: str = "dpf-operator-system"
+    mtu: int = 1500
+    cni: CniParams = Field(default_factory=CniParams)
+    pre_provisioned: PreProvisioned | None = None
+    leftovers: LeftoverOvs = Field(default_factory=LeftoverOvs)
+
+
+def dpu_datapath(twin_now: Any, node: str, params: ServiceChainParams) -> Datapath:
+    """A DPU's OVS after the flavor's OVS script (`add-br br-sfc`, datapath_type=netdev, fail_mode=secure,
+    `add-port br-sfc p0`, type dpdk, Port `external_ids:dpf-type=physical`; br-ovn with pf0hpf) and the
+    ovs-cni marker (br-hbn)."""
+    dp = Datapath(now=twin_now, name=node)
+    br_sfc = dp.add_br(sfc.SFC_BRIDGE, datapath_type="netdev", fail_mode="secure")
+    for port in params.physical_ports:
+        br_sfc.add_port(port, sfc.IFACE_TYPE_DPDK, external_ids={sfc.EXTERNAL_ID_DPF_TYPE: sfc.DPF_TYPE_PHYSICAL})
+    if params.ovn:
+        dp.add_br(sfc.OVN_BRIDGE, datapath_type="netdev").add_port(OVN_HOST_PORT, sfc.IFACE_TYPE_DPDK)
+    dp.add_br(sfc.HBN_BRIDGE, datapath_type="netdev")
+    for port in params.leftovers.ports:
+        br_sfc.add_port(port, sfc.IFACE_TYPE_DPDK)
+    if params.leftovers.flows:
+        dp.add_flows(sfc.SFC_BRIDGE, list(params.leftovers.flows))
+    return dp
+
+
+class ParsedOnceOvs(ModelOvs):
+    """ModelOvs that parses a bundle's text once. The SFC agent re-sends the same flows every 5 s; parsing them
+    is the twin's cost, not the switch's, so repeats apply the parsed flow mods (OFPFC_ADD as before)."""
+
+    def __init__(self, datapath: Datapath) -> None:
+        super().__init__(datapath)
+        self._parsed: dict[tuple[str, tuple[str, ...], tuple[tuple[str, int], ...]], list[FlowMod]] = {}
+
+    def add_flows_bundle(self, bridge: str, flows: list[str]) -> None:
+        br = self.datapath.bridge(bridge)
+        names = br.port_names()
+        key = (bridge, tuple(flows), tuple(sorted(names.items())))
+        mods = self._parsed.get(key)
+        if mods is None:
+            self.datapath.add_flows(bridge, flows)  # errors (and the all-or-nothing bundle) as ovs-ofctl reports them
+            if len(self._parsed) > 256:
+                self._parsed.clear()
+            self._parsed[key] = parse_flows_file("\n".join(flows), port_names=names)
+            return
+        for fm in mods:
+            br.add(fm)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a packet enters or leaves a node: an OVS port, and the pod interface behind it if there is one."""
+
+    bridge: str
+    port: str
+    pod: str | None = None  # "<namespace>/<name>"
+    interface: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        if self.pod is not None:
+            return f"pod {self.pod} {self.interface} ({self.bridge}:{self.port})"
+        return f"{self.bridge}:{self.port}"
+
+
+@dataclass
+class NodeTrace:
+    cluster: str
+    node: str
+    source: Endpoint
+    result: TraceResult
+    deliveries: list[Endpoint] = field(default_factory=list)
+
+
+@dataclass
+class ClusterNet:
+    name: str
+    store: MemoryStore
+    manager: Manager
+    cni: CniWorld
+
+
+@dataclass
+class DpuNode:
+    cluster: str
+    name: str
+    datapath: Datapath
+    ovs: ModelOvs
+    manager: Manager
+
+
+class ServiceChainWorld:
+    def __init__(self, twin: Twin, params: ServiceChainParams) -> None:
+        self.twin = twin
+        self.params = params
+        self.clusters: dict[str, ClusterNet] = {}
+        self.nodes: dict[tuple[str, str], DpuNode] = {}
+        self.host_manager = Manager(twin.host, twin.clock, self._recorder(twin.host), twin.ports, name="dpuservicechain")
+        for c in system.service_chain_host_controllers():
+            self.host_manager.add(c)
+        twin.driver.add(self.host_manager)
+        for name, store in sorted(twin.dpu_clusters.items()):
+            self._cluster_created(name, store)
+        twin.cluster_created.append(self._cluster_created)
+        twin.dpu_joined.append(self._dpu_joined)
+
+    def _recorder(self, store: MemoryStore) -> Any:
+        def factory(component: str) -> Any:
+            if self.twin.config.record_events:
+                return EventRecorder(store, self.twin.clock, component)
+            return self.twin.recorded
+
+        return factory
+
+    def _log(self, text: str) -> None:
+        self.twin.log.write(self.twin.now, text)
+
+    # ---- hooks -------------------------------------------------------------------------------------------
+
+    def _cluster_created(self, name: str, store: MemoryStore) -> None:
+        if name in self.clusters:
+            return
+        manager = Manager(store, self.twin.clock, self._recorder(store), Ports(), name=f"servicechainset/{name}")
+        for c in system.dpu_cluster_controllers():
+            manager.add(c)
+        cni = CniWorld(self.twin.env, lambda: self.twin.clock.now(), store, self.params.cni,
+                       log=lambda text: self._log(f"{name} {text}"))
+        self.clusters[name] = ClusterNet(name, store, manager, cni)
+        if self.params.network_attachments:
+            for nad in dpu_networking_nads(self.params.nad_namespace, self.params.mtu):
+                if store.try_get(NetworkAttachmentDefinition, nad.name, nad.namespace) is None:
+                    with contextlib.suppress(AlreadyExists):
+                        store.create(nad)
+        self.twin.driver.add(manager)
+
+    def _dpu_joined(self, cluster: str, node: str) -> None:
+        net = self.clusters.get(cluster)
+        if net is None or (cluster, node) in self.nodes:
+            return
+        dp = dpu_datapath(lambda: float(self.twin.env.now), node, self.params)
+        ovs = ParsedOnceOvs(dp)
+        manager = Manager(net.store, self.twin.clock, self._recorder(net.store), Ports(ovs=ovs), name=f"sfc/{node}")
+        for c in system.dpu_node_controllers(node, stale_period=self.params.stale_period):
+            manager.add(c)
+        self.nodes[(cluster, node)] = DpuNode(cluster, node, dp, ovs, manager)
+        self.twin.driver.add(manager)
+        net.cni.add_node(node, dp)
+
+    # ---- pre-provisioned clusters -----------------------------------------------------------------------
+
+    def pre_provision(self, spec: PreProvisioned) -> None:
+        """A static DPUCluster whose DPU nodes are already joined (what provisioning leaves behind)."""
+        from .cluster import _ready_node, kubeconfig_for, register_node
+
+        ns, _, name = spec.cluster.rpartition("/")
+        ns = ns or "default"
+        cluster = f"{ns}/{name}"
+        secret = f"{name}-admin-kubeconfig"
+        self.twin.apply([
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": ns}, "type": "Opaque",
+             "data": {"admin.conf": base64.b64encode(kubeconfig_for(cluster)).decode()}},
+            {"apiVersion": "provisioning.dpu.nvidia.com/v1alpha1", "kind": "DPUCluster",
+             "metadata": {"name": name, "namespace": ns},
+             "spec": {"type": "static", "maxNodes": max(spec.nodes, 1), "version": spec.version, "kubeconfig": secret}},
+        ])
+        store = self.twin.dpu_clusters.get(cluster) or self.twin.new_store(cluster)
+        width = max(3, len(str(spec.nodes)))
+        now = rfc3339(self.twin.clock.now())
+        for i in range(1, spec.nodes + 1):
+            node = f"{spec.name_prefix}{i:0{width}d}"
+            if store.try_get(Node, node) is None:
+                register_node(store, _ready_node(node, {"kubernetes.io/hostname": node, **spec.labels}, now,
+                                                 f"192.168.{100 + i // 250}.{i % 250 + 1}"))
+            for hook in list(self.twin.dpu_joined):
+                hook(cluster, node)
+
+    # ---- observing the data plane ----------------------------------------------------------------------
+
+    def node_names(self, cluster: str) -> list[str]:
+        return sorted(n for c, n in self.nodes if c == cluster)
+
+    def resolve(self, cluster: str, node: str, *, port: str | None = None, bridge: str | None = None,
+                pod: dict[str, str] | str | None = None, namespace: str | None = None,
+                interface: str | None = None) -> Endpoint:
+        """A port by name (optionally on a given bridge), or the port of a pod's interface on that node."""
+        dpu = self.nodes[(cluster, node)]
+        if pod is None:
+            if port is None:
+                raise LookupError("an endpoint names a port or a pod")
+            for br in dpu.datapath.bridges.values():
+                if (bridge is None or br.name == bridge) and port in br.ports:
+                    return self._endpoint(cluster, node, br.name, port)
+            raise LookupError(f"no port {port}" + (f" on {bridge}" if bridge else ""))
+        cni = self.clusters[cluster].cni
+        matcher = compile_label_selector(pod) if isinstance(pod, dict) else None
+        found: list[Endpoint] = []
+        for state in cni.pods.values():
+            ns, _, pname = state.key.partition("/")
+            if state.node != node or (namespace is not None and ns != namespace):
+                continue
+            if matcher is not None and not matcher.matches(state.labels):
+                continue
+            if isinstance(pod, str) and pname != pod and state.key != pod:
+                continue
+            for att in state.attachments:
+                if att.port and (interface is None or att.interface == interface):
+                    found.append(self._endpoint(cluster, node, att.bridge, att.port))
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} pod interfaces match pod {pod} interface {interface} on {node}")
+        return found[0]
+
+    def _endpoint(self, cluster: str, node: str, bridge: str, port: str) -> Endpoint:
+        behind = self.clusters[cluster].cni.endpoint(node, bridge, port)
+        if behind is None:
+            return Endpoint(bridge, port)
+        state, att = behind
+        return Endpoint(bridge, port, state.key, att.interface, tuple(sorted(state.labels.items())))
+
+    def trace(self, cluster: str, node: str, source: Endpoint, packet: Packet, *, side_effects: bool = True) -> NodeTrace:
+        """A packet arriving at `source` of `node` now: `send` (counters, learning) or a side-effect-free trace."""
+        dp = self.nodes[(cluster, node)].datapath
+        if side_effects:
+            result = send(dp, source.bridge, source.port, packet)
+        else:
+            result = trace(dp, source.bridge, source.port, packet, side_effects=False)
+        deliveries = [self._endpoint(cluster, node, d.bridge, d.port) for d in result.outputs]
+        return NodeTrace(cluster, node, source, result, deliveries)
+
+    def ovs_leftovers(self, cluster: str, node: str) -> list[str]:
+        """What the stale sweep exists to remove: br-sfc flows whose cookie is no ServiceChain of this node
+        (learned ones included), and ports no ServiceInterface, live pod or the flavor accounts for."""
+        net = self.clusters[cluster]
+        dpu = self.nodes[(cluster, node)]
+        chains = {sfc.chain_cookie(c.namespace, c.name) for c in net.store.list(ServiceChain) if c.spec.node == node}
+        problems = [f"flow {line.strip()}" for line in dpu.datapath.dump_flows(sfc.SFC_BRIDGE, stats=False)
+                    if "actions=" in line and next(iter(sfc.flow_cookies([line])), 0) not in chains]
+        interfaces = [si for si in net.store.list(ServiceInterface) if si.spec.node == node]
+        produced = {(sfc.SFC_BRIDGE, sfc.produced_port(si)) for si in interfaces}
+        if any(si.spec.interface_type == "ovn" for si in interfaces):
+            produced.add((sfc.OVN_BRIDGE, sfc.OVN_PATCH))
+        produced |= set(net.cni.pod_ports(node))
+        for bridge in (sfc.SFC_BRIDGE, sfc.OVN_BRIDGE):
+            br = dpu.datapath.bridges.get(bridge)
+            if br is None:
+                continue
+            for name, port in br.ports.items():
+                if name == bridge or (bridge, name) in produced:
+                    continue
+                if port.external_ids.get(sfc.EXTERNAL_ID_DPF_TYPE) == sfc.DPF_TYPE_PHYSICAL:
+                    continue
+                if bridge == sfc.OVN_BRIDGE and name == OVN_HOST_PORT and self.params.ovn:
+                    continue
+                problems.append(f"port {bridge}:{name}")
+        return problems
+
+
+def attach(twin: Twin) -> ServiceChainWorld:
+    params = ServiceChainParams.model_validate(twin.config.models.get("serviceChain", {}))
+    world = ServiceChainWorld(twin, params)
+    twin.servicechain = world  # type: ignore[attr-defined]
+    if params.pre_provisioned is not None:
+        world.pre_provision(params.pre_provisioned)
+    return world
+
+
+__all__ = [
+    "ClusterNet",
+    "DpuNode",
+    "Endpoint",
+    "LeftoverOvs",
+    "NodeTrace",
+    "ParsedOnceOvs",
+    "PreProvisioned",
+    "ServiceChainParams",
+    "ServiceChainWorld",
+    "attach",
+    "dpu_datapath",
+]

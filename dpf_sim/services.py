@@ -1,0 +1,272 @@
+"""The DPUService world of the twin, as an attachment (`TwinConfig.attachments=("services",)`).
+
+`attach(twin)` wires:
+- a host Manager "dpuservice" with the core's credential-request, DPUService, DPUDeployment and
+  DPFOperatorConfig controllers (and, unless `models.services.serviceChainControllers: false`, the
+  DPUServiceInterface/Chain/IPAM mirrors, which the servicechain attachment wires when it is there), with the ClusterClients port and a TokenIssuer;
+- ArgoCD (dpf_sim.argocd) with the chart catalogue from `models.charts` (the scenario's `charts:`);
+- a Kubelet for the host (workloads only: the host's pods are run by ClusterWorld) and one per DPU cluster as it
+  is created, whose Nodes get allocatable = their DPU's flavor dpuResources - systemReservedResources;
+- per DPU cluster (same switch as above) a Manager with the servicechainset, NVIPAM and IPAM-injector controllers.
+
+Parameters: `models.services: {kubelet: {...}, argocd: {...}, serviceChainControllers: bool}`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dpf_core import system
+from dpf_core.api.external import Secret, ServiceAccount
+from dpf_core.api.meta import Model
+from dpf_core.api.provisioning import DPU, DPUFlavor
+from dpf_core.api.quantity import format_quantity, parse_quantity
+from dpf_core.api.svc import DPUServiceCredentialRequest
+from dpf_core.controllers import credential_request, dpudeployment, dpuservice, operator_config
+from dpf_core.controllers.svc_common import ClusterAccess
+from dpf_core.errors import NotFound
+from dpf_core.ports import Ports
+from dpf_core.runtime import EventRecorder, Manager, Recorder, parse_rfc3339, rfc3339
+from dpf_core.store.memory import MemoryStore
+from dpf_core.store.protocol import Client, WatchEvent
+
+from .argocd import ArgoCD, ArgoParams, ChartCatalogue
+from .expect import Invariant
+from .kubelet import Kubelet, KubeletParams
+from .scenario import InvariantSpec, ScenarioError
+
+if TYPE_CHECKING:
+    from .twin import Twin
+
+HOST_SERVER = "https://10.96.0.1:443"
+HOST_CA = b"twin-host-cluster-ca"
+
+
+class ServicesParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kubelet: KubeletParams = Field(default_factory=KubeletParams)
+    argocd: ArgoParams = Field(default_factory=ArgoParams)
+    # None: wire them unless the servicechain attachment (which wires the same controllers) is there too.
+    service_chain_controllers: bool | None = Field(default=None, alias="serviceChainControllers")
+
+
+@dataclass
+class IssuedRecord:
+    store: str
+    namespace: str
+    service_account: str
+    token: str
+    issued_at: float
+    expiration: float
+
+
+@dataclass
+class SimTokenIssuer:
+    """The TokenRequest API of every twin cluster: tokens for existing ServiceAccounts, valid for their TTL."""
+
+    twin: Twin
+    issued: list[IssuedRecord] = field(default_factory=list)
+
+    def _store_name(self, client: Client) -> str:
+        for name, store in self.twin.stores().items():
+            if store is client:
+                return name
+        return getattr(client, "name", "?")
+
+    def request_token(self, client: Client, namespace: str, service_account: str,
+                      expiration_seconds: int) -> credential_request.IssuedToken:
+        if client.try_get(ServiceAccount, service_account, namespace) is None:
+            raise NotFound(f'serviceaccounts "{service_account}" not found')
+        now = self.twin.clock.now()
+        store = self._store_name(client)
+        token = f"twin-token.{store}.{namespace}.{service_account}.{len(self.issued) + 1}"
+        self.issued.append(IssuedRecord(store, namespace, service_account, token, now, now + expiration_seconds))
+        return credential_request.IssuedToken(token=token, expiration=now + expiration_seconds)
+
+    def local_access(self) -> ClusterAccess:
+        return ClusterAccess(cluster_name=credential_request.IN_CLUSTER_NAME, server=HOST_SERVER, ca_data=HOST_CA)
+
+    def valid(self, token: str, at: float | None = None) -> bool:
+        t = self.twin.clock.now() if at is None else at
+        return any(r.token == token and r.issued_at <= t < r.expiration for r in self.issued)
+
+
+class Services:
+    """What attach() built, kept on `twin.services` for tests and reports."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        models = twin.config.models
+        self.params = ServicesParams.model_validate(models.get("services", {}))
+        self.catalogue = ChartCatalogue.from_config(models.get("charts"))
+        self.tokens = SimTokenIssuer(twin)
+        self.ports = Ports(clusters=twin.ports.clusters, extra={credential_request.TOKEN_ISSUER: self.tokens})
+        self.with_chains = (self.params.service_chain_controllers if self.params.service_chain_controllers is not None
+                            else not any(a.rpartition(".")[2] == "servicechain" for a in twin.config.attachments))
+        self.manager = Manager(twin.host, twin.clock, self._recorder, self.ports, name="dpuservice")
+        controllers = [credential_request.controller(), dpuservice.controller(), dpudeployment.controller(),
+                       operator_config.controller()]
+        if self.with_chains:
+            controllers += system.service_chain_host_controllers()
+        for c in controllers:
+            self.manager.add(c)
+        twin.driver.add(self.manager)
+        self.argocd = ArgoCD(twin.env, twin.host, twin.stores, twin.clock, twin.streams.get("argocd"), self.catalogue,
+                             self.params.argocd)
+        self.kubelets: dict[str, Kubelet] = {
+            "host": Kubelet(twin.env, twin.host, twin.clock, twin.streams.get("kubelet/host"), self.params.kubelet,
+                            run_pods=False, name="host"),
+        }
+        self.cluster_managers: dict[str, Manager] = {}
+        for name, store in list(twin.dpu_clusters.items()):
+            self.cluster_created(name, store)
+        twin.cluster_created.append(self.cluster_created)
+
+    def _recorder(self, component: str) -> Recorder:
+        if self.twin.config.record_events:
+            return EventRecorder(self.twin.host, self.twin.clock, component)
+        return self.twin.recorded
+
+    def cluster_created(self, name: str, store: MemoryStore) -> None:
+        if name in self.kubelets:
+            return
+        self.argocd.watch_store(name, store)
+        self.kubelets[name] = Kubelet(self.twin.env, store, self.twin.clock, self.twin.streams.get(f"kubelet/{name}"),
+                                      self.params.kubelet, run_pods=True, allocatable_for=self.allocatable_for,
+                                      name=name)
+        if self.with_chains:
+            manager = Manager(store, self.twin.clock, None, Ports(), name=f"dpu-cluster/{name}")
+            for c in system.dpu_cluster_controllers():
+                manager.add(c)
+            self.cluster_managers[name] = manager
+            self.twin.driver.add(manager)
+
+    def allocatable_for(self, node: str) -> dict[str, Any] | None:
+        """A DPU node (named after its DPU) offers its flavor's dpuResources minus systemReservedResources."""
+        dpu = next((d for d in self.twin.host.list(DPU) if d.name == node), None)
+        if dpu is None or not dpu.spec.dpu_flavor:
+            return None
+        flavor = self.twin.host.try_get(DPUFlavor, dpu.spec.dpu_flavor, dpu.namespace)
+        if flavor is None or flavor.spec.dpu_resources is None:
+            return None
+        out: dict[str, Any] = {}
+        reserved = flavor.spec.system_reserved_resources or {}
+        for name, q in flavor.spec.dpu_resources.items():
+            left = parse_quantity(q) - (parse_quantity(reserved[name]) if name in reserved else Fraction(0))
+            out[name] = format_quantity(max(left, Fraction(0)))
+        return out
+
+
+def attach(twin: Twin) -> Services:
+    services = Services(twin)
+    twin.services = services  # type: ignore[attr-defined]
+    return services
+
+
+def scenario_models(models: dict[str, Any], charts: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """TwinConfig.models for a scenario: its `models`, plus its `charts:` catalogue under `charts`."""
+    return {**models, "charts": list(charts)} if charts else dict(models)
+
+
+# --- scenario invariant: `type: dpf_sim.services:TokenCoverage` ----------------------------------------------
+
+
+class TokenCoverageParams(Model):
+    min_refreshes: int = Field(default=0, ge=0, description="every request must have been refreshed this often")
+
+
+class TokenCoverage(Invariant):
+    """Every DPUServiceCredentialRequest's Secret always holds a valid token: each refresh happens before the
+    previous token expires, the Secret carries the newest token, and the last one is still valid at the end."""
+
+    def __init__(self, spec: InvariantSpec) -> None:
+        super().__init__(spec)
+        self.params = TokenCoverageParams.model_validate(spec.params)
+        self.kinds = (DPUServiceCredentialRequest,)
+        self.store = "host"
+
+    def bind(self, twin: Twin) -> None:
+        super().bind(twin)
+        if not isinstance(getattr(twin, "services", None), Services):
+            raise ScenarioError([f"invariant {self.name}: needs the services attachment (attachments: [services])"])
+
+    def on_event(self, store: str, ev: WatchEvent) -> None:
+        self.events += 1
+        obj = ev.object
+        if ev.type == "DELETED" or not isinstance(obj, DPUServiceCredentialRequest):
+            return
+        exp = obj.status.expiration_timestamp
+        now = self.twin.clock.now() if self.twin is not None else 0.0
+        if exp is not None and parse_rfc3339(exp) <= now and obj.metadata.deletion_timestamp is None:
+            self.violate(f"{obj.namespace}/{obj.name}: token expired at {exp}", [f"{obj.namespace}/{obj.name}"])
+
+    def finish(self) -> None:
+        if self.passed is not None or self.twin is None:
+            return
+        services: Services = self.twin.services  # type: ignore[attr-defined]
+        now = self.twin.clock.now()
+        problems: list[str] = []
+        refreshes: list[int] = []
+        for cr in self.twin.host.list(DPUServiceCredentialRequest):
+            key = f"{cr.namespace}/{cr.name}"
+            sa = cr.spec.service_account
+            records = sorted((r for r in services.tokens.issued
+                              if r.namespace == sa.get_namespace() and r.service_account == sa.name),
+                             key=lambda r: r.issued_at)
+            if not records:
+                problems.append(f"{key}: no token was ever issued")
+                continue
+            for prev, nxt in itertools.pairwise(records):
+                if nxt.issued_at >= prev.expiration:
+                    problems.append(f"{key}: token expired at {rfc3339(prev.expiration)} before the refresh at "
+                                    f"{rfc3339(nxt.issued_at)}")
+            if records[-1].expiration <= now:
+                problems.append(f"{key}: the last token expired at {rfc3339(records[-1].expiration)}")
+            secret = self.twin.host.try_get(Secret, cr.spec.secret.name, cr.spec.secret.get_namespace())
+            data = credential_request.secret_data(secret) if secret is not None else {}
+            if not any(records[-1].token.encode() in v for v in data.values()):
+                problems.append(f"{key}: Secret {cr.spec.secret.get_namespace()}/{cr.spec.secret.name} does not hold "
+                                f"the newest token")
+            refreshes.append(len(records) - 1)
+            if len(records) - 1 < self.params.min_refreshes:
+                problems.append(f"{key}: refreshed {len(records) - 1} time(s), expected >= {self.params.min_refreshes}")
+        if problems:
+            self.fail(f"tokens not covered: {'; '.join(problems)}", problems)
+        else:
+            self.succeed(f"{len(refreshes)} request(s), refreshes {refreshes}, every token renewed before expiry")
+
+
+class DeletionOrder(Invariant):
+    """The DPFOperatorConfig's staged teardown: nothing of a later stage starts deleting while an object of an
+    earlier stage exists; the system components go last."""
+
+    def __init__(self, spec: InvariantSpec) -> None:
+        super().__init__(spec)
+        self.stages = operator_config.DELETION_STAGES
+        self.kinds = tuple({cls for stage in self.stages for cls in stage})
+        self.store = "host"
+
+    def _stage(self, obj: Any) -> int:
+        if operator_config.is_system_component(obj):
+            return len(self.stages)
+        return next(i for i, stage in enumerate(self.stages) if type(obj) in stage)
+
+    def on_event(self, store: str, ev: WatchEvent) -> None:
+        self.events += 1
+        obj = ev.object
+        old = ev.old
+        started = obj.metadata.deletion_timestamp is not None and (old is None or old.metadata.deletion_timestamp is None)
+        if ev.type != "MODIFIED" or not started or self.twin is None:
+            return
+        stage = self._stage(obj)
+        earlier = [f"{cls.KIND.kind} {o.namespace}/{o.name}" for i, s in enumerate(self.stages[:stage]) for cls in s
+                   for o in self.twin.host.list(cls) if self._stage(o) == i]
+        if earlier:
+            self.violate(f"{type(obj).KIND.kind} {obj.namespace}/{obj.name} (stage {stage + 1}) started deleting "
+                         f"while earlier stages still exist", earlier)
