@@ -162,7 +162,7 @@ def kube_exec(client: KubeClient, timeout: float = 60.0) -> ExecFn:
 
         # `stream` swaps the ApiClient's `request` for a websocket dialer while it runs: on the shared client,
         # every other thread's API call in that window would try to upgrade to a websocket. One per exec.
-        api = k8s.ApiClient(client.api.configuration)
+        api: Any = k8s.ApiClient(client.api.configuration)
         core = k8s.CoreV1Api(api)
         kwargs: dict[str, Any] = {"command": list(command), "stderr": True, "stdin": False, "stdout": True,
                                   "tty": False, "_preload_content": False}

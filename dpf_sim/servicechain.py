@@ -228,7 +228,7 @@ class ServiceChainWorld:
 
     def pre_provision(self, spec: PreProvisioned) -> None:
         """A static DPUCluster whose DPU nodes are already joined (what provisioning leaves behind)."""
-        from .cluster import _ready_node, kubeconfig_for, register_node
+        from .cluster import _ready_node, register_node
 
         ns, _, name = spec.cluster.rpartition("/")
         ns = ns or "default"
@@ -236,7 +236,7 @@ class ServiceChainWorld:
         secret = f"{name}-admin-kubeconfig"
         self.twin.apply([
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": ns}, "type": "Opaque",
-             "data": {"admin.conf": base64.b64encode(kubeconfig_for(cluster)).decode()}},
+             "data": {"admin.conf": base64.b64encode(self.twin.world.admin_kubeconfig(cluster)).decode()}},
             {"apiVersion": "provisioning.dpu.nvidia.com/v1alpha1", "kind": "DPUCluster",
              "metadata": {"name": name, "namespace": ns},
              "spec": {"type": "static", "maxNodes": max(spec.nodes, 1), "version": spec.version, "kubeconfig": secret}},
