@@ -384,6 +384,25 @@ class SetReconciler(ABC, Generic[P]):
     def child_name(parent: KubeObject, node_name: str) -> str:
         return f"{parent.name}-{node_name}"
 
+    @classmethod
+    def child_object(cls, parent: KubeObject, node_name: str, labels: dict[str, str], spec: dict[str, Any]) -> KubeObject:
+        """The child `<set>-<node>`: annotations copied from the SET (not its template, as DPF does), a
+        controller ownerReference to the set."""
+        return cls.CHILD_KIND.model_validate(
+            {
+                "apiVersion": cls.CHILD_KIND.KIND.api_version,
+                "kind": cls.CHILD_KIND.KIND.kind,
+                "metadata": {
+                    "name": cls.child_name(parent, node_name),
+                    "namespace": parent.namespace,
+                    "labels": labels,
+                    "annotations": dict(parent.metadata.annotations),
+                    "ownerReferences": [parent.controller_ref().wire()],
+                },
+                "spec": spec,
+            }
+        )
+
     def children(self, client: Client, parent: KubeObject) -> list[KubeObject]:
         selector = {self.NAME_LABEL: parent.name, self.NAMESPACE_LABEL: parent.namespace or ""}
         return sorted(client.list(self.CHILD_KIND, parent.namespace, label_selector=selector), key=lambda o: o.name)

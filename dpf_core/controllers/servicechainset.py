@@ -37,20 +37,9 @@ def desired_service_chain(scs: ServiceChainSet, node_name: str) -> ServiceChain:
         labels.update(template.metadata.labels)
     spec: dict[str, Any] = template.spec.wire()
     spec["node"] = node_name
-    return ServiceChain.model_validate(
-        {
-            "apiVersion": ServiceChain.KIND.api_version,
-            "kind": ServiceChain.KIND.kind,
-            "metadata": {
-                "name": SetReconciler.child_name(scs, node_name),
-                "namespace": scs.namespace,
-                "labels": labels,
-                "annotations": dict(scs.metadata.annotations),
-                "ownerReferences": [scs.controller_ref().wire()],
-            },
-            "spec": spec,
-        }
-    )
+    child = ServiceChainSetReconciler.child_object(scs, node_name, labels, spec)
+    assert isinstance(child, ServiceChain)
+    return child
 
 
 class ServiceChainSetReconciler(SetReconciler[ServiceChainSet]):

@@ -45,20 +45,9 @@ def desired_service_interface(sis: ServiceInterfaceSet, node_name: str) -> Servi
     for sub in ("vlan", "vf"):
         if sub in spec:
             spec[sub]["parentInterfaceRef"] = f"{spec[sub]['parentInterfaceRef']}-{node_name}"
-    return ServiceInterface.model_validate(
-        {
-            "apiVersion": ServiceInterface.KIND.api_version,
-            "kind": ServiceInterface.KIND.kind,
-            "metadata": {
-                "name": SetReconciler.child_name(sis, node_name),
-                "namespace": sis.namespace,
-                "labels": labels,
-                "annotations": dict(sis.metadata.annotations),
-                "ownerReferences": [sis.controller_ref().wire()],
-            },
-            "spec": spec,
-        }
-    )
+    child = ServiceInterfaceSetReconciler.child_object(sis, node_name, labels, spec)
+    assert isinstance(child, ServiceInterface)
+    return child
 
 
 class ServiceInterfaceSetReconciler(SetReconciler[ServiceInterfaceSet]):
