@@ -8,7 +8,9 @@ client certificate of Secret `dpf-provisioning-client-secret` and the root CA `c
 - OsInstall      -> gNOI OS.Install stream: TransferRequest{version}, wait TransferReady, content chunks (a
                     file of the BFB directory, or the bytes of bf.cfg), TransferEnd, wait Validated;
 - OsActivate     -> gNOI OS.Activate{version, no_reboot};
-- RebootStatusOp -> gNOI System.RebootStatus for subcomponent `CPU` -> RebootStatusResult.
+- RebootStatusOp -> gNOI System.RebootStatus for subcomponent `CPU` -> RebootStatusResult;
+- OsVerify       -> gNOI OS.Verify -> OsVerifyResult(version, activation_fail_message) (only a resumed install
+                    asks; a DMS without it answers UNIMPLEMENTED -> OpError "Unimplemented").
 
 Every call has a deadline and fails fast when the channel cannot connect (no wait-for-ready), so a dead
 or untrusted DMS is an `OpError` in seconds, never a hung task. gRPC failures become `OpError` reasons:
@@ -38,6 +40,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     RebootStatusOp,
     RebootStatusResult,
 )
@@ -47,6 +51,7 @@ from dpf_hw.proto import (
     MODE_PATH,
     OS_ACTIVATE,
     OS_INSTALL,
+    OS_VERIFY,
     REBOOT_STATUS_SUBCOMPONENT,
     SYSTEM_REBOOT,
     SYSTEM_REBOOT_STATUS,
@@ -98,6 +103,7 @@ class DmsTimeouts:
     install: float = 1800.0
     activate: float = 1800.0
     reboot_status: float = 10.0
+    verify: float = 10.0
     reboot: float = 30.0
     dial: float = 5.0  # the Dms port's reachability probe (DPF dials with a 5 s timeout)
 
@@ -205,7 +211,7 @@ class DmsClient:
     # --- wiring ----------------------------------------------------------------------------------------
     def handlers(self) -> dict[type, Callable[[Any], Any]]:
         return {GnmiSetMode: self.set_mode, OsInstall: self.os_install, OsActivate: self.os_activate,
-                RebootStatusOp: self.reboot_status}
+                RebootStatusOp: self.reboot_status, OsVerify: self.os_verify}
 
     def register(self, executor: Any) -> None:
         for op_type, handler in self.handlers().items():
@@ -288,6 +294,11 @@ class DmsClient:
             kind = os_pb2.ActivateError.Type.Name(err.type)
             reason = "NonExistentVersion" if err.type == os_pb2.ActivateError.NON_EXISTENT_VERSION else "ActivateError"
             raise OpError(f"{what} on {op.target.dpu}: {kind}: {err.detail}", reason)
+
+    def os_verify(self, op: OsVerify) -> OsVerifyResult:
+        response: os_pb2.VerifyResponse = self._unary(
+            op.target, OS_VERIFY, os_pb2.VerifyRequest(), os_pb2.VerifyResponse, self.timeouts.verify, "OS.Verify")
+        return OsVerifyResult(version=response.version, activation_fail_message=response.activation_fail_message)
 
     def reboot_status(self, op: RebootStatusOp) -> RebootStatusResult:
         response: system_pb2.RebootStatusResponse = self._unary(

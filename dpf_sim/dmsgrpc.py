@@ -2,7 +2,7 @@
 
 The servicers speak our gNMI/gNOI stubs (`dpf_hw.proto`, the one piece of dpf_hw the twin may import) and
 execute each RPC with the SAME BlueField op handlers the simulated install task uses
-(`BlueFields.set_mode/os_install/os_activate/reboot_status`), so a real client sees the model's timing,
+(`BlueFields.set_mode/os_install/os_activate/os_verify/reboot_status`), so a real client sees the model's timing,
 staging rules and failures.
 
 Routing: one server, per-call routing by metadata. Every call of our client carries `dpf-dpu`
@@ -43,6 +43,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     RebootStatusOp,
     RebootStatusResult,
 )
@@ -350,6 +352,19 @@ class OsServicer(os_pb2_grpc.OSServicer):
         except Exception as e:
             abort_op_error(context, e)
         return os_pb2.ActivateResponse(activate_ok=os_pb2.ActivateOK())
+
+    def Verify(self, request: os_pb2.VerifyRequest, context: Any) -> os_pb2.VerifyResponse:
+        target = self.dms.target(context)
+        try:
+            result = self.dms.run(OsVerify(target), context)
+        except Exception as e:
+            abort_op_error(context, e)  # a rebooting DPU is UNAVAILABLE, which gNOI tells clients to retry
+        if not isinstance(result, OsVerifyResult):
+            abort(context, grpc.StatusCode.INTERNAL, f"the model answered {result!r}")
+        # A BlueField has one ARM complex: no standby supervisor.
+        standby = os_pb2.VerifyStandby(standby_state=os_pb2.StandbyState(state=os_pb2.StandbyState.UNSUPPORTED))
+        return os_pb2.VerifyResponse(version=result.version, activation_fail_message=result.activation_fail_message,
+                                     verify_standby=standby, individual_supervisor_install=False)
 
 
 class SystemServicer(system_pb2_grpc.SystemServicer):

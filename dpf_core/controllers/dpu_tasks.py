@@ -1,7 +1,9 @@
 """The DPU controller's long operations as task procedures (generators of ops), in DPF's order.
 
 - install: gNMI mode, OS.Install of the BFB, bf.cfg render + OS.Install, OS.Activate (retried), then
-  System.RebootStatus polled until the DPU came back, then the cloud-init wait (DPF's `dmsHandler`);
+  System.RebootStatus polled until the DPU came back, then the cloud-init wait (DPF's `dmsHandler`). Resumed
+  by a restarted controller (our extension), it first adopts the earlier attempt's activation: a reboot still
+  running (RebootStatus active), or one already done whose OS.Verify reports this install running;
 - warm reboot: `bf-slr.sh` ARM then host (DPF's `rebootHandler`);
 - power cycle: `ipmitool chassis power <cmd>` in the DMS pod.
 
@@ -34,6 +36,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     PowerCycle,
     RebootStatusOp,
     RebootStatusResult,
@@ -93,6 +97,20 @@ class InstallSpec:
     resume_bfb: str | None = None
 
 
+def activation_version(bfb_file_name: str, cfg: str) -> str:
+    """What DPF passes to OS.Activate: the BFB and the DPU's bf.cfg, in that order."""
+    return f"{bfb_file_name};{cfg}"
+
+
+def runs_activation(running: OsVerifyResult, bfb_file_name: str, cfg: str) -> bool:
+    """Whether OS.Verify says the DPU booted this install. The full activate version is what DPF's
+    (commented-out) check expects and what the twin reports; a DMS that reports only the image version
+    (the BFB fileName) matches too. A fail message means the activated version did not boot."""
+    if running.activation_fail_message:
+        return False
+    return running.version in (activation_version(bfb_file_name, cfg), bfb_file_name)
+
+
 def install_procedure(
     spec: InstallSpec, bfb_store: BfbStore, now: Callable[[], float] | None = None
 ) -> Procedure:
@@ -121,6 +139,25 @@ def install_procedure(
                     yield Sleep(spec.reboot_status_poll)
                     slept += spec.reboot_status_poll
                     first = yield RebootStatusOp(target)
+        elif (
+            isinstance(first, RebootStatusResult)
+            and first.status == STATUS_SUCCESS
+            and spec.resume_bfb == spec.bfb_file_name
+            # The earlier attempt wrote bf.cfg right before activating, and a DPU deletion removes it: without
+            # it that attempt never activated, and a matching version is an older install (stale join data).
+            and bfb_store.exists(cfg)
+        ):
+            # The reboot already finished, which RebootStatus cannot tell from "never activated": ask what
+            # runs. The BFB being installed means the earlier activation took; go on as DPF does after a
+            # successful RebootStatus. Anything else (another version, a failed boot, a DMS without
+            # OS.Verify) installs again, as before.
+            try:
+                running = yield OsVerify(target)
+            except OpError:
+                running = None
+            if isinstance(running, OsVerifyResult) and runs_activation(running, spec.bfb_file_name, cfg):
+                yield Sleep(spec.cloud_init_timeout)
+                return {"bfb": spec.bfb_file_name, "cfg": cfg}
 
     if not adopted:
         yield GnmiSetMode(target)
@@ -141,7 +178,7 @@ def install_procedure(
 
         started = now() if now is not None else 0.0
         slept = 0.0
-        version = f"{spec.bfb_file_name};{cfg}"
+        version = activation_version(spec.bfb_file_name, cfg)
         last: OpError | None = None
         for _attempt in range(spec.activate_attempts):
             if expired():

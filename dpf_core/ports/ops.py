@@ -76,6 +76,20 @@ class OsActivate:
 
 
 @dataclass(frozen=True)
+class OsVerify:
+    """gNOI OS.Verify: which OS version the DPU runs now. Result: OsVerifyResult. DPF v24.10 does not call
+    it (commented out); we ask it only to tell a finished activation apart from no activation at all."""
+
+    target: DmsTarget
+
+
+@dataclass(frozen=True)
+class OsVerifyResult:
+    version: str  # the running version; the twin reports the activated `<bfb fileName>;<dpu>.cfg`
+    activation_fail_message: str = ""  # set when the last activated version failed to boot
+
+
+@dataclass(frozen=True)
 class RebootStatusOp:
     """gNOI System.RebootStatus for subcomponent CPU. Result: RebootStatusResult."""
 

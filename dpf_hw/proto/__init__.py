@@ -19,6 +19,7 @@ DMS_PORT: Final = 9339
 GNMI_SET: Final = "/gnmi.gNMI/Set"
 OS_INSTALL: Final = "/gnoi.os.OS/Install"
 OS_ACTIVATE: Final = "/gnoi.os.OS/Activate"
+OS_VERIFY: Final = "/gnoi.os.OS/Verify"
 SYSTEM_REBOOT: Final = "/gnoi.system.System/Reboot"
 SYSTEM_REBOOT_STATUS: Final = "/gnoi.system.System/RebootStatus"
 

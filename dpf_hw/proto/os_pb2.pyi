@@ -137,3 +137,53 @@ class ActivateError(_message.Message):
     type: ActivateError.Type
     detail: str
     def __init__(self, type: ActivateError.Type | str | None = ..., detail: str | None = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("activation_fail_message", "individual_supervisor_install", "verify_standby", "version")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FAIL_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_STANDBY_FIELD_NUMBER: _ClassVar[int]
+    INDIVIDUAL_SUPERVISOR_INSTALL_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    activation_fail_message: str
+    verify_standby: VerifyStandby
+    individual_supervisor_install: bool
+    def __init__(self, version: str | None = ..., activation_fail_message: str | None = ..., verify_standby: VerifyStandby | _Mapping | None = ..., individual_supervisor_install: bool | None = ...) -> None: ...
+
+class VerifyStandby(_message.Message):
+    __slots__ = ("standby_state", "verify_response")
+    STANDBY_STATE_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    standby_state: StandbyState
+    verify_response: StandbyResponse
+    def __init__(self, standby_state: StandbyState | _Mapping | None = ..., verify_response: StandbyResponse | _Mapping | None = ...) -> None: ...
+
+class StandbyState(_message.Message):
+    __slots__ = ("state",)
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UNSPECIFIED: _ClassVar[StandbyState.State]
+        UNSUPPORTED: _ClassVar[StandbyState.State]
+        NON_EXISTENT: _ClassVar[StandbyState.State]
+        UNAVAILABLE: _ClassVar[StandbyState.State]
+    UNSPECIFIED: StandbyState.State
+    UNSUPPORTED: StandbyState.State
+    NON_EXISTENT: StandbyState.State
+    UNAVAILABLE: StandbyState.State
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: StandbyState.State
+    def __init__(self, state: StandbyState.State | str | None = ...) -> None: ...
+
+class StandbyResponse(_message.Message):
+    __slots__ = ("activation_fail_message", "id", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FAIL_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    version: str
+    activation_fail_message: str
+    def __init__(self, id: str | None = ..., version: str | None = ..., activation_fail_message: str | None = ...) -> None: ...

@@ -45,6 +45,11 @@ class OSStub:
                 request_serializer=dpf__hw_dot_proto_dot_os__pb2.ActivateRequest.SerializeToString,
                 response_deserializer=dpf__hw_dot_proto_dot_os__pb2.ActivateResponse.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/gnoi.os.OS/Verify',
+                request_serializer=dpf__hw_dot_proto_dot_os__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=dpf__hw_dot_proto_dot_os__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class OSServicer:
@@ -65,6 +70,13 @@ class OSServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Verify(self, request, context):
+        """The running OS version; UNAVAILABLE while the target reboots (the client retries).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OSServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_OSServicer_to_server(servicer, server):
                     servicer.Activate,
                     request_deserializer=dpf__hw_dot_proto_dot_os__pb2.ActivateRequest.FromString,
                     response_serializer=dpf__hw_dot_proto_dot_os__pb2.ActivateResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=dpf__hw_dot_proto_dot_os__pb2.VerifyRequest.FromString,
+                    response_serializer=dpf__hw_dot_proto_dot_os__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +150,33 @@ class OS:
             '/gnoi.os.OS/Activate',
             dpf__hw_dot_proto_dot_os__pb2.ActivateRequest.SerializeToString,
             dpf__hw_dot_proto_dot_os__pb2.ActivateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gnoi.os.OS/Verify',
+            dpf__hw_dot_proto_dot_os__pb2.VerifyRequest.SerializeToString,
+            dpf__hw_dot_proto_dot_os__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

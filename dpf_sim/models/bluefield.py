@@ -10,6 +10,10 @@ Per DPU: mode, installed BFB, images staged by OS.Install (by version), and a bo
 - OsActivate: both `<bfb>;<dpu>.cfg` must be staged; starts flash (BFB size / `flash_rate`) then boot
   (`boot_time`) and returns at once (no_reboot=false).
 - RebootStatusOp: active while flashing or booting; afterwards the last reboot's status.
+- OsVerify: the running version, i.e. the activate version (`<bfb>;<dpu>.cfg`) of the last flash, once a boot
+  after it succeeded (before any flash: `initial_version`, "" when unknown); `activation_fail_message` after a
+  failed boot, cleared by the next good one; Unavailable while flashing, booting or off (gNOI's "UNAVAILABLE
+  during reboot"). What a real dmsd reports here is not documented (DPF never calls Verify): assumed.
 Every op runs under the DMS `-exec_timeout` (`dmsTimeout`, default 900 s) -> OpError "DeadlineExceeded".
 
 After a boot into a fresh install the DPU runs cloud-init, then joins its DPU cluster: `on_booted(dpu)` is the
@@ -33,6 +37,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     RebootStatusOp,
     RebootStatusResult,
 )
@@ -114,6 +120,14 @@ class BlueField:
     boots: int = 0
     last_boot: float | None = None
     history: list[tuple[float, str]] = field(default_factory=list)
+    flashed_version: str = ""  # the activate version on the flash; what the next good boot runs
+    running_version: str = ""  # what OS.Verify reports
+    activation_fail_message: str = ""
+
+    def __post_init__(self) -> None:
+        # Before DPF flashes anything the DPU runs whatever it came with (`initial_version`, maybe unknown).
+        self.flashed_version = self.flashed_version or self.installed_version or ""
+        self.running_version = self.running_version or self.flashed_version
 
     @property
     def host(self) -> str:
@@ -182,6 +196,7 @@ class BlueFields:
         executor.register(OsInstall, self.os_install)
         executor.register(OsActivate, self.os_activate)
         executor.register(RebootStatusOp, self.reboot_status)
+        executor.register(OsVerify, self.os_verify)
 
     def _resolve(self, target: DmsTarget) -> BlueField:
         name = self._by_address.get(target.address) or target.dpu.rsplit("/", 1)[-1]
@@ -216,15 +231,26 @@ class BlueFields:
     def _latency(self, bf: BlueField, d: Duration | None = None) -> simpy.Event:
         return self.env.timeout((d or self.params.dms_latency).sample(self.rng(bf.name)))
 
+    def _rpc(self, what: str, bf: BlueField, d: Duration | None = None) -> Generator[Any, Any, None]:
+        """The round trip of an RPC whose body is only its latency: `_bounded` without the extra process and
+        the 900 s deadline timer per call (RebootStatus is polled every 3 s for the whole flash; at fleet scale
+        those timers were most of the event heap). Same outcome: the latency, or DeadlineExceeded at the
+        exec timeout when a slow DMS makes the latency longer."""
+        self.ops += 1
+        latency = (d or self.params.dms_latency).sample(self.rng(bf.name))
+        if latency < self.params.exec_timeout:
+            yield self.env.timeout(latency)
+            return
+        yield self.env.timeout(self.params.exec_timeout)
+        self.timeouts += 1
+        raise OpError(f"{what}: context deadline exceeded after {self.params.exec_timeout:g}s", "DeadlineExceeded")
+
     def set_mode(self, op: GnmiSetMode) -> Generator[Any, Any, None]:
         bf = self._resolve(op.target)
 
-        def body() -> Generator[Any, Any, None]:
-            yield self._latency(bf, self.params.gnmi_set_latency)
-            bf.mode = op.mode
-            self._log(bf, f"mode={op.mode}")
-
-        yield from self._bounded(f"gNMI Set mode on {bf.name}", body())
+        yield from self._rpc(f"gNMI Set mode on {bf.name}", bf, self.params.gnmi_set_latency)
+        bf.mode = op.mode
+        self._log(bf, f"mode={op.mode}")
 
     def os_install(self, op: OsInstall) -> Generator[Any, Any, str]:
         bf = self._resolve(op.target)
@@ -281,16 +307,18 @@ class BlueFields:
 
     def reboot_status(self, op: RebootStatusOp) -> Generator[Any, Any, RebootStatusResult]:
         bf = self._resolve(op.target)
+        yield from self._rpc(f"RebootStatus on {bf.name}", bf)
+        if bf.rebooting:
+            return RebootStatusResult(active=True, status=STATUS_UNKNOWN, message=f"DPU {bf.state}")
+        return RebootStatusResult(active=False, status=bf.reboot_status,
+                                  message="" if bf.reboot_status == STATUS_SUCCESS else f"DPU {bf.state}")
 
-        def body() -> Generator[Any, Any, RebootStatusResult]:
-            yield self._latency(bf)
-            if bf.rebooting:
-                return RebootStatusResult(active=True, status=STATUS_UNKNOWN, message=f"DPU {bf.state}")
-            return RebootStatusResult(active=False, status=bf.reboot_status,
-                                      message="" if bf.reboot_status == STATUS_SUCCESS else f"DPU {bf.state}")
-
-        result: RebootStatusResult = yield from self._bounded(f"RebootStatus on {bf.name}", body())
-        return result
+    def os_verify(self, op: OsVerify) -> Generator[Any, Any, OsVerifyResult]:
+        bf = self._resolve(op.target)
+        yield from self._rpc(f"OS.Verify on {bf.name}", bf)
+        if bf.rebooting:
+            raise OpError(f"OS.Verify on {bf.name}: DPU {bf.state}, no OS is running", "Unavailable")
+        return OsVerifyResult(version=bf.running_version, activation_fail_message=bf.activation_fail_message)
 
     # --- the DPU's own life --------------------------------------------------------------------------------
     def arm_off(self, dpu: str) -> None:
@@ -333,6 +361,7 @@ class BlueFields:
             if gen != bf.generation:
                 return  # reset mid-flash: the install is lost (the DPU boots what a later reset says)
             bf.installed_version = flash[0]
+            bf.flashed_version = flash[0] if flash[1] is None else f"{flash[0]};{flash[1]}"
             bf.bfcfg = bf.staged[flash[1]].content if flash[1] is not None else None
             bf.installs += 1
             fresh = True
@@ -352,11 +381,14 @@ class BlueFields:
         if failed:
             bf.state = DpuState.FAILED
             bf.reboot_status = STATUS_FAILURE
+            bf.activation_fail_message = f"{bf.flashed_version or 'the installed image'} failed to boot"
             self._log(bf, "boot failed")
             return
         bf.state = DpuState.RUNNING
         bf.os_booted = True
         bf.reboot_status = STATUS_SUCCESS
+        bf.running_version = bf.flashed_version
+        bf.activation_fail_message = ""
         bf.boots += 1
         bf.last_boot = self.env.now
         self._log(bf, "booted")

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ try:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     from dpf_hw.dms import DmsClient, DmsTimeouts, DmsTls, check_client_certificate
-    from dpf_hw.proto import OS_ACTIVATE, os_pb2
+    from dpf_hw.proto import DPU_METADATA, OS_ACTIVATE, OS_VERIFY, os_pb2
     from dpf_sim.dmsgrpc import DmsGrpcServer, ServerTls
 except ImportError as missing:  # pragma: no cover - depends on the machine
     if os.environ.get("DPF_REQUIRE_REAL") == "1":
@@ -43,6 +43,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     RebootStatusOp,
     RebootStatusResult,
     Sleep,
@@ -239,29 +241,28 @@ def test_install_sequence_over_grpc_provisions_the_model(world: World, client: D
     assert world.read(lambda: (other.mode, other.staged, other.installs)) == ("NIC", {}, 0)
 
 
-def test_core_install_procedure_runs_end_to_end_against_the_twin(world: World, client: DmsClient,
-                                                                 bfb_dir: Path) -> None:
-    """The core's install procedure (DPF's dmsHandler), driven by a minimal thread-free runner."""
+class DirStore:
+    """The BfbStore port over a directory (the `/bfb` PVC)."""
 
-    class DirStore:
-        def exists(self, file_name: str) -> bool:
-            return (bfb_dir / file_name).exists()
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
-        def size(self, file_name: str) -> int | None:
-            p = bfb_dir / file_name
-            return p.stat().st_size if p.exists() else None
+    def exists(self, file_name: str) -> bool:
+        return (self.root / file_name).exists()
 
-        def remove(self, file_name: str) -> None:
-            (bfb_dir / file_name).unlink(missing_ok=True)
+    def size(self, file_name: str) -> int | None:
+        p = self.root / file_name
+        return p.stat().st_size if p.exists() else None
 
-        def write(self, file_name: str, content: bytes) -> None:
-            (bfb_dir / file_name).write_bytes(content)
+    def remove(self, file_name: str) -> None:
+        (self.root / file_name).unlink(missing_ok=True)
 
-    name = world.names[1]
-    spec = InstallSpec(target=world.targets[name], dpu_name=name, bfb_file_name=BFB,
-                       join_command="kubeadm join 10.0.0.1:6443", additional_reboot=False,
-                       reboot_status_poll=0.01, cloud_init_timeout=0.0)
-    proc = install_procedure(spec, DirStore(), now=time.monotonic)
+    def write(self, file_name: str, content: bytes) -> None:
+        (self.root / file_name).write_bytes(content)
+
+
+def drive(proc: Any, client: DmsClient) -> tuple[Any, list[str]]:
+    """A minimal thread-free task runner: each op through the real client, Sleep on the wall clock."""
     ops: list[str] = []
     send: Any = None
     throw: OpError | None = None
@@ -269,8 +270,7 @@ def test_core_install_procedure_runs_end_to_end_against_the_twin(world: World, c
         try:
             op = proc.throw(throw) if throw is not None else proc.send(send)
         except StopIteration as stop:
-            result = stop.value
-            break
+            return stop.value, ops
         send, throw = None, None
         ops.append(type(op).__name__)
         if isinstance(op, Sleep):
@@ -280,12 +280,29 @@ def test_core_install_procedure_runs_end_to_end_against_the_twin(world: World, c
             send = client(op)
         except OpError as e:
             throw = e
+
+
+def test_core_install_procedure_runs_end_to_end_against_the_twin(world: World, client: DmsClient,
+                                                                 bfb_dir: Path) -> None:
+    """The core's install procedure (DPF's dmsHandler) over gRPC, then resumed by a "restarted controller"."""
+    name = world.names[1]
+    spec = InstallSpec(target=world.targets[name], dpu_name=name, bfb_file_name=BFB,
+                       join_command="kubeadm join 10.0.0.1:6443", additional_reboot=False,
+                       reboot_status_poll=0.01, cloud_init_timeout=0.0)
+    result, ops = drive(install_procedure(spec, DirStore(bfb_dir), now=time.monotonic), client)
     assert result == {"bfb": BFB, "cfg": f"{name}.cfg"}
     assert ops[:4] == ["GnmiSetMode", "OsInstall", "OsInstall", "OsActivate"]
     assert ops[-1] == "Sleep" and "RebootStatusOp" in ops
     bf = world.bfs.get(name)
     rendered = (bfb_dir / f"{name}.cfg").read_bytes()
     assert world.read(lambda: (bf.mode, bf.installed_version, bf.bfcfg)) == ("DPU", BFB, rendered)
+
+    # The same install resumed after its reboot finished: OS.Verify over gRPC reports it running; no new flash.
+    resumed = replace(spec, resume_bfb=BFB)
+    result, ops = drive(install_procedure(resumed, DirStore(bfb_dir), now=time.monotonic), client)
+    assert result == {"bfb": BFB, "cfg": f"{name}.cfg"}
+    assert ops == ["RebootStatusOp", "OsVerify", "Sleep"]
+    assert world.read(lambda: (bf.flashes_started, bf.installs)) == (1, 1)
 
 
 def test_system_reboot_reboots_the_dpu(world: World, client: DmsClient) -> None:
@@ -294,6 +311,40 @@ def test_system_reboot_reboots_the_dpu(world: World, client: DmsClient) -> None:
     result, active_answers = wait_reboot(client, world.targets[name])
     assert active_answers >= 1 and result.status == "STATUS_SUCCESS"
     assert world.read(lambda: world.bfs.get(name).boots) == 1
+
+
+def test_os_verify_reports_the_activation_once_booted_and_is_unavailable_while_rebooting(
+        world: World, client: DmsClient) -> None:
+    name, other = world.names
+    target = world.targets[name]
+    assert client.os_verify(OsVerify(target)) == OsVerifyResult(version="")  # nothing known installed yet
+
+    cfg_version = f"{name}.cfg"
+    client.os_install(OsInstall(target, version=BFB, file_name=BFB))
+    client.os_install(OsInstall(target, version=cfg_version, content=b"# bf.cfg\n"))
+    client.os_activate(OsActivate(target, version=f"{BFB};{cfg_version}"))
+    wait_reboot(client, target)
+    assert client.os_verify(OsVerify(target)) == OsVerifyResult(version=f"{BFB};{cfg_version}")
+
+    # A DPU that never comes back from a reboot has no OS to report: UNAVAILABLE, which gNOI says to retry.
+    world.read(lambda: setattr(world.bfs.get(other), "boot_fault", "hang"))
+    client.reboot(world.targets[other])
+    with pytest.raises(OpError) as err:
+        client.os_verify(OsVerify(world.targets[other]))
+    assert err.value.reason == "Unavailable" and "OS.Verify" in str(err.value)
+
+
+def test_os_verify_response_says_a_bluefield_has_no_standby_supervisor(world: World, certs: Certs) -> None:
+    tls = certs.client_tls()
+    creds = grpc.ssl_channel_credentials(tls.root_ca, tls.client_key, tls.client_cert)
+    with grpc.secure_channel(world.server.address, creds) as channel:
+        call = channel.unary_unary(OS_VERIFY, request_serializer=os_pb2.VerifyRequest.SerializeToString,
+                                   response_deserializer=os_pb2.VerifyResponse.FromString)
+        response = call(os_pb2.VerifyRequest(), timeout=5,
+                        metadata=((DPU_METADATA, f"{NAMESPACE}/{world.names[0]}"),))
+    assert response.verify_standby.standby_state.state == os_pb2.StandbyState.UNSUPPORTED
+    assert (response.version, response.activation_fail_message, response.individual_supervisor_install) == (
+        "", "", False)
 
 
 # --- DMS-side failures -------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     PowerCycle,
     RebootStatusOp,
     RebootStatusResult,
@@ -304,6 +306,62 @@ def test_reboot_status_is_active_while_flashing_and_booting() -> None:
     w.run_task(proc)
     assert all(active for t, active in seen if t < 5.4 + 70)
     assert all(not active for t, active in seen if t > 5.4 + 70.1)
+
+
+def _verify(answers: list[tuple[float, Any]], now: Any) -> Generator[Any, Any, None]:
+    try:
+        result = yield OsVerify(TARGET)
+        answers.append((now(), result))
+    except OpError as e:
+        answers.append((now(), e.reason))
+
+
+def test_os_verify_reports_the_activated_version_only_once_the_dpu_booted_it() -> None:
+    w = World(dpu=FAST_DPU.model_copy(update={"initial_version": "bf-bundle-2.7.0.bfb"}))
+    w.put_bfb()
+    w.bfs.mark_dms_running(DPU, TARGET.address)
+    answers: list[tuple[float, Any]] = []
+
+    def proc() -> Generator[Any, Any, None]:
+        yield from _verify(answers, lambda: w.env.now)
+        yield OsInstall(TARGET, version=BFB, file_name=BFB)
+        yield OsInstall(TARGET, version=f"{DPU}.cfg", content=b"#bf.cfg\n")
+        yield OsActivate(TARGET, version=f"{BFB};{DPU}.cfg")
+        for _ in range(10):
+            yield Sleep(10)
+            yield from _verify(answers, lambda: w.env.now)
+
+    assert w.run_task(proc).state is TaskState.SUCCEEDED
+    # Flash 10 s + boot 60 s from the activation at ~5.9 s: the DPU runs the new install from ~75.9 s.
+    assert answers[0] == (pytest.approx(0.1), OsVerifyResult("bf-bundle-2.7.0.bfb"))
+    during = [a for t, a in answers[1:] if t < 75]
+    after = [a for t, a in answers[1:] if t > 76]
+    assert during and set(during) == {"Unavailable"}  # no OS to ask while flashing and booting
+    assert after and set(after) == {OsVerifyResult(f"{BFB};{DPU}.cfg")}
+    assert w.bfs.get(DPU).installed_version == BFB
+
+
+def test_os_verify_after_a_failed_boot_reports_the_old_version_and_why() -> None:
+    w = World()
+    w.put_bfb()
+    w.bfs.mark_dms_running(DPU, TARGET.address)
+    w.bfs.get(DPU).boot_fault = "fail"
+    answers: list[tuple[float, Any]] = []
+
+    def proc() -> Generator[Any, Any, None]:
+        st = yield from install()()
+        assert st.status == "STATUS_FAILURE"
+        yield from _verify(answers, lambda: w.env.now)
+        w.bfs.reboot(DPU)  # a plain reboot into the flashed image, which boots this time
+        while (yield RebootStatusOp(TARGET)).active:
+            yield Sleep(5)
+        yield from _verify(answers, lambda: w.env.now)
+
+    assert w.run_task(proc).state is TaskState.SUCCEEDED
+    assert [a for _, a in answers] == [
+        OsVerifyResult("", f"{BFB};{DPU}.cfg failed to boot"),  # unknown initial version, kept
+        OsVerifyResult(f"{BFB};{DPU}.cfg"),  # a good boot clears the message
+    ]
 
 
 def test_activate_needs_staged_versions() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpf_core.ports import Ports, Procedure, TaskState, TaskStatus
-from dpf_core.ports.ops import RebootStatusOp, RebootStatusResult
+from dpf_core.ports.ops import OsVerify, OsVerifyResult, RebootStatusOp, RebootStatusResult
 from dpf_core.store import MemoryStore
 from dpf_core.store.protocol import Client
 
@@ -26,7 +26,8 @@ OpHandler = Callable[[Any], Any]
 class OpScript:
     """Answers ops by their type. `on(OpType, *outcomes)` queues outcomes consumed in order; the last one
     repeats. An outcome that is an exception instance is thrown into the procedure; a callable gets the op.
-    Unscripted ops answer `default(op)` (RebootStatus: done with STATUS_SUCCESS; everything else None)."""
+    Unscripted ops answer `default(op)` (RebootStatus: done with STATUS_SUCCESS; OS.Verify: a DPU running an
+    unknown version, ""; everything else None)."""
 
     def __init__(self) -> None:
         self._outcomes: dict[type, deque[Any]] = defaultdict(deque)
@@ -40,6 +41,8 @@ class OpScript:
     def default(op: Any) -> Any:
         if isinstance(op, RebootStatusOp):
             return RebootStatusResult(active=False, status="STATUS_SUCCESS")
+        if isinstance(op, OsVerify):
+            return OsVerifyResult(version="")
         return None
 
     def __call__(self, op: Any) -> Any:

@@ -40,6 +40,7 @@ from dpf_core.controllers.dpu_tasks import (
     host_reboot_command,
     install_task_key,
     parse_install_started,
+    runs_activation,
 )
 from dpf_core.ports import Ports
 from dpf_core.ports.ops import (
@@ -47,6 +48,8 @@ from dpf_core.ports.ops import (
     OpError,
     OsActivate,
     OsInstall,
+    OsVerify,
+    OsVerifyResult,
     PowerCycle,
     RebootStatusOp,
     RebootStatusResult,
@@ -634,6 +637,99 @@ def test_install_lost_with_the_controller_is_started_again_and_recorded() -> Non
     world.tasks.run(key)
     world.run(6)
     assert world.dpu().status.phase == DPUPhase.REBOOTING
+
+
+BFB_FILE = f"{NS}-bf-bundle.bfb"
+CFG = f"{DPU_NAME}.cfg"
+ACTIVATED = f"{BFB_FILE};{CFG}"
+
+
+def _killed_after_activate(script: OpScript, *, cfg_written: bool = True) -> World:
+    """An install whose task died with the process after it activated: bf.cfg is on the PVC (the task writes
+    it right before OS.Activate), then a new process starts the controller on the same store and world."""
+    world = World(autorun=False, script=script)
+    world.add_dpu(nodeEffect={"noEffect": True})
+    world.to_os_installing()
+    assert world.tasks.running() == [install_task_key(NS, DPU_NAME)]
+    if cfg_written:
+        world.files.write(CFG, b"#bf.cfg of the first attempt\n")
+    world.ports.tasks = FakeTasks(script, autorun=False)
+    world.restart_controller()
+    world.run()
+    return world
+
+
+def _resume(world: World) -> list[type]:
+    key = install_task_key(NS, DPU_NAME)
+    assert world.tasks.started == [key]
+    world.tasks.run(key)
+    world.run(6)
+    return [type(op) for op in world.script.seen]
+
+
+def test_resume_after_the_reboot_finished_adopts_the_install_os_verify_reports() -> None:
+    script = OpScript().on(OsVerify, OsVerifyResult(version=ACTIVATED))
+    world = _killed_after_activate(script)
+    assert _resume(world) == [RebootStatusOp, OsVerify, Sleep]
+    assert [s.seconds for s in script.of_type(Sleep)] == [90.0]  # DPF's cloud-init wait, as after RebootStatus
+    assert world.dpu().status.phase == DPUPhase.REBOOTING
+    assert world.cond("OSInstalled") == ("True", "OSInstalled", "DPU is rebooting")
+    started = parse_install_started(world.dpu().metadata.annotations[INSTALL_STARTED_ANNOTATION])
+    assert started is not None and started["attempt"] == 2
+
+
+def test_resume_while_the_reboot_runs_waits_for_it_without_os_verify() -> None:
+    active = RebootStatusResult(active=True, status="STATUS_UNKNOWN")
+    script = OpScript().on(RebootStatusOp, active, active, RebootStatusResult(active=False, status="STATUS_SUCCESS"))
+    world = _killed_after_activate(script)
+    assert _resume(world) == [RebootStatusOp, Sleep, RebootStatusOp, Sleep, RebootStatusOp, Sleep]
+    assert world.dpu().status.phase == DPUPhase.REBOOTING
+
+
+@pytest.mark.parametrize(
+    "verify",
+    [
+        OsVerifyResult(version="bf-bundle-2.7.0.bfb;worker1-0000-04-00.cfg"),  # another BFB runs
+        OsVerifyResult(version=ACTIVATED, activation_fail_message="failed to boot, fell back"),
+        OpError("OS.Verify: UNIMPLEMENTED", "Unimplemented"),  # a DMS without Verify
+        OpError("OS.Verify: DMS unavailable", "Unavailable"),
+    ],
+    ids=["other-version", "activation-failed", "unimplemented", "unavailable"],
+)
+def test_resume_installs_again_unless_os_verify_reports_this_install(verify: Any) -> None:
+    script = OpScript().on(OsVerify, verify)
+    world = _killed_after_activate(script)
+    assert _resume(world) == [RebootStatusOp, OsVerify, GnmiSetMode, OsInstall, OsInstall, OsActivate, Sleep,
+                              RebootStatusOp, Sleep]
+    assert script.of_type(OsActivate)[0].version == ACTIVATED
+    assert world.dpu().status.phase == DPUPhase.REBOOTING
+
+
+def test_resume_without_the_first_attempts_bfcfg_installs_again_without_asking() -> None:
+    # No bf.cfg: the dead task never got to OS.Activate, so whatever the DPU runs is not this install (a DPU
+    # re-created with the same BFB would otherwise adopt its predecessor's OS and stale join data).
+    script = OpScript().on(OsVerify, OsVerifyResult(version=ACTIVATED))
+    world = _killed_after_activate(script, cfg_written=False)
+    assert _resume(world)[:3] == [RebootStatusOp, GnmiSetMode, OsInstall]
+    assert script.of_type(OsVerify) == [] and len(script.of_type(OsActivate)) == 1
+
+
+def test_resume_after_a_failed_reboot_installs_again_without_asking() -> None:
+    script = OpScript().on(RebootStatusOp, RebootStatusResult(active=False, status="STATUS_FAILURE", message="x"),
+                           RebootStatusResult(active=False, status="STATUS_SUCCESS"))
+    script.on(OsVerify, OsVerifyResult(version=ACTIVATED))
+    world = _killed_after_activate(script)
+    assert _resume(world)[:2] == [RebootStatusOp, GnmiSetMode]
+    assert script.of_type(OsVerify) == [] and len(script.of_type(OsActivate)) == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "fail", "expected"),
+    [(ACTIVATED, "", True), (BFB_FILE, "", True), (ACTIVATED, "boot failed", False), ("", "", False),
+     (f"{BFB_FILE};other.cfg", "", False), (f"{CFG};{BFB_FILE}", "", False)],
+)
+def test_runs_activation_matches_the_activate_version_or_the_bare_bfb(version: str, fail: str, expected: bool) -> None:
+    assert runs_activation(OsVerifyResult(version, fail), BFB_FILE, CFG) is expected
 
 
 def test_deletion_waits_for_a_running_install() -> None:
