@@ -13,7 +13,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from dpf_core.api.external import Node, NodeMaintenance, Pod, Secret, Service, TenantControlPlane
-from dpf_core.api.provisioning import DPU
 from dpf_core.controllers.hostnetwork import hostnetwork_step
 from dpf_core.errors import ApiError
 from dpf_core.runtime import rfc3339
@@ -22,6 +21,7 @@ from dpf_core.store.protocol import Client, WatchEvent
 
 from .durations import Duration
 from .engine import SimClock
+from .lookup import DpuNames
 from .models.bluefield import BlueField, BlueFields
 from .models.host import Hosts
 from .worldports import SimHostNetwork
@@ -124,7 +124,8 @@ class ClusterWorld:
     """Wires the around-DPF actors to the host store and the DPU-cluster stores."""
 
     def __init__(self, env: simpy.Environment, clock: SimClock, host: MemoryStore, dpu_clusters: dict[str, MemoryStore],
-                 new_store: Any, bluefields: BlueFields, hosts: Hosts, params: ClusterParams, rng: Any) -> None:
+                 new_store: Any, bluefields: BlueFields, hosts: Hosts, params: ClusterParams, rng: Any,
+                 dpu_names: DpuNames | None = None) -> None:
         self.env = env
         self.clock = clock
         self.host = host
@@ -137,6 +138,7 @@ class ClusterWorld:
         self._node_ports = 30000
         self._pod_ips = 0
         self._pods_started: set[str] = set()
+        self._dpus = dpu_names or DpuNames(host)
         self.dpu_joined: list[Any] = []
         # What Kamaji writes into `<cluster>-admin-kubeconfig`: `kubeconfig_for` unless something serves the
         # twin (dpf serve renders kubeconfigs naming its API server).
@@ -288,11 +290,7 @@ class ClusterWorld:
 
     def _on_dpu_booted(self, bf: BlueField) -> bool:
         """kubeadm join: the DPU's Node appears in the DPU cluster its DPU object was assigned to."""
-        dpu = None
-        for d in self.host.list(DPU):
-            if d.name == bf.name:
-                dpu = d
-                break
+        dpu = self._dpus.find(bf.name)
         if dpu is None or dpu.spec.cluster is None or not dpu.spec.cluster.name:
             return False
         store = self.dpu_clusters.get(f"{dpu.spec.cluster.namespace or dpu.namespace}/{dpu.spec.cluster.name}")

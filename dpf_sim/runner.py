@@ -155,6 +155,10 @@ class RunResult:
         return [o for o in self.outcomes if not o.passed]
 
 
+# No watch resumes from a resourceVersion in a run (see TwinConfig.watch_history); serve restores the default.
+RUN_WATCH_HISTORY = 1024
+
+
 def build_config(loaded: LoadedScenario, seed: int | None = None) -> TwinConfig:
     sc = loaded.scenario
     cost = CostModel()
@@ -169,6 +173,7 @@ def build_config(loaded: LoadedScenario, seed: int | None = None) -> TwinConfig:
         models=dict(sc.models),
         record_events=sc.record_events,
         attachments=tuple(sc.attachments),
+        watch_history=RUN_WATCH_HISTORY,
     )
 
 

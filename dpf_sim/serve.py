@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import logging
 import math
 import signal
@@ -46,7 +47,7 @@ import yaml
 from dpf_core.api.external import Namespace, Pod
 from dpf_core.errors import ApiError
 from dpf_core.ports.ops import OpError, PowerCycle, WarmReboot
-from dpf_core.store.memory import MemoryStore
+from dpf_core.store.memory import DEFAULT_HISTORY, MemoryStore
 
 from .apiserver import (
     HOST,
@@ -178,7 +179,8 @@ class ServedTwin:
         self.cert: ServingCert | None = self_signed((options.host, "127.0.0.1", "localhost")) if options.tls else None
         self.thread: ServerThread | None = None
         self.kubeconfigs: dict[str, Path] = {}
-        self.twin = Twin(build_config(loaded))
+        # Served clients resume watches from resourceVersions: the apiserver-sized watch history.
+        self.twin = Twin(dataclasses.replace(build_config(loaded), watch_history=DEFAULT_HISTORY))
         self.twin.world.kubeconfig_hook = self._secret_kubeconfig
         services = getattr(self.twin, "services", None)
         if services is not None:

@@ -18,10 +18,11 @@ from dpf_core.api import admission, registry
 from dpf_core.api.meta import KubeObject
 from dpf_core.errors import NotFound
 from dpf_core.runtime import DEFAULT_EPOCH, parse_rfc3339
-from dpf_core.store.memory import MemoryStore
+from dpf_core.store.memory import DEFAULT_HISTORY, MemoryStore
 from dpf_core.store.protocol import PatchType, WatchEvent
 
 from .engine import CostModel, EventLog, SimClock, SimDriver, describe, tune_gc
+from .lookup import DpuNames
 
 
 @dataclass
@@ -38,11 +39,16 @@ class TwinConfig:
     record_events: bool = True
     # Extra worlds wired in after the provisioning composition: modules of dpf_sim with `attach(twin)`.
     attachments: tuple[str, ...] = ()
+    # Events each store keeps for watches that resume from a resourceVersion (the apiserver's watch cache).
+    # Only `dpf serve`'s clients resume; a run's controllers are fed directly, so runs keep a short history
+    # (each kept event holds two object versions: at fleet scale the default was most of the memory).
+    watch_history: int = DEFAULT_HISTORY
 
 
 # The twin wakes a DPU when what it waits for happens (task done, host up, its DPU-cluster Node changed), so
 # these waits need no 5 s poll; phases advance at the same simulated time (docs/models.md).
-TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 300.0}
+# Initializing is woken by a Ready DPUCluster (the DPU controller's watch) and by a freed slot (the twin).
+TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 300.0, "init_poll": 600.0}
 
 
 def resolve_kind(kind: str) -> type[KubeObject]:
@@ -72,6 +78,8 @@ class Twin:
         self.log = EventLog(keep=self.config.keep_log)
         self.driver = SimDriver(self.env, self.clock, self.config.cost)
         self.host = self.new_store("host")
+        self.dpu_names = DpuNames(self.host)
+        self.dpu_names.on_slot_freed.append(self._wake_unassigned)
         self.dpu_clusters: dict[str, MemoryStore] = {}
         self._listeners: list[Callable[[str, WatchEvent], None]] = []
         # Hooks for attachments: a DPU cluster's store was created; a DPU joined its DPU cluster (its
@@ -88,7 +96,7 @@ class Twin:
 
     def new_store(self, name: str) -> MemoryStore:
         seed = self.config.seed * 1_000_003 + sum(name.encode())
-        store = MemoryStore(self.clock.now, name=name, seed=seed)
+        store = MemoryStore(self.clock.now, name=name, seed=seed, history=self.config.watch_history)
         store.subscribe(self._observer(name))
         if name != "host":
             from dpf_core.api.external import Node
@@ -173,7 +181,7 @@ class Twin:
 
     def _compose(self) -> None:
         """Wire models, ports and the core controllers (the same composition the operator hosts)."""
-        from dpf_core.api.provisioning import BFB, DPU
+        from dpf_core.api.provisioning import BFB
         from dpf_core.controllers import bfb, dpu, dpucluster, dpuset, kamaji_cluster_manager, static_cluster_manager
         from dpf_core.controllers.options import ProvisioningOptions
         from dpf_core.ports import Ports
@@ -207,17 +215,20 @@ class Twin:
         self.manager: Manager | None = None
         self.tasks = SimTasks(self.env, executor, epoch=self.clock.epoch, on_done=self._task_done)
         self.world = ClusterWorld(self.env, self.clock, self.host, self.dpu_clusters, self.new_store, self.bluefields, self.hosts,
-                                  ClusterParams.model_validate(models.get("cluster", {})), self.streams.get("cluster"))
+                                  ClusterParams.model_validate(models.get("cluster", {})), self.streams.get("cluster"),
+                                  dpu_names=self.dpu_names)
         self.world.dpu_joined = self.dpu_joined
         self.world.register_host_nodes()
         if self.serve_any_bfb:
             self.host.subscribe(self._serve_bfb, [BFB])
+        from dpf_core.api.external import Node
+
+        # Initializing also waits for the host Node's OOB-bridge label (DPF notices on its 5 s poll).
+        self.host.subscribe(self._host_node, [Node])
         self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
                            host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
         self.options = ProvisioningOptions(**{**TWIN_POLLS, **models.get("provisioning", {})})
         self.hosts.on_up = self._host_up
-        self._dpu_namespace: dict[str, str] = {}
-        self.host.subscribe(self._track_dpu, [DPU])
         self.recorded = MemoryRecorder(keep=False)
 
         def recorder(component: str) -> Any:
@@ -235,19 +246,24 @@ class Twin:
         self.manager = build_manager()
         self.driver.add(self.manager)
 
-    def _track_dpu(self, ev: WatchEvent) -> None:
-        if ev.type == "DELETED":
-            self._dpu_namespace.pop(ev.object.name, None)
-        else:
-            self._dpu_namespace[ev.object.name] = ev.object.namespace or ""
-
     def wake_dpu(self, name: str) -> None:
         """Enqueue the DPU named `name` (what DPF's 5 s poll would notice a little later)."""
-        ns = self._dpu_namespace.get(name)
+        ns = self.dpu_names.namespace(name)
         if ns is not None and self.manager is not None:
             from dpf_core.runtime import Request
 
             self.manager.controller("dpu").enqueue(Request(ns, name))
+
+    def _host_node(self, ev: WatchEvent) -> None:
+        host = self.fleet.hosts.get(ev.object.name)
+        if ev.type == "MODIFIED" and host is not None:
+            for d in host.dpus:
+                if d.name in self.dpu_names.unassigned:
+                    self.wake_dpu(d.name)
+
+    def _wake_unassigned(self) -> None:
+        for name in sorted(self.dpu_names.unassigned):
+            self.wake_dpu(name)
 
     def _host_up(self, host: Any) -> None:
         for d in self.fleet.hosts[host.name].dpus:

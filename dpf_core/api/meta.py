@@ -214,6 +214,12 @@ class KubeObject(Model):
         """A private, mutable copy. Objects returned by a store are shared snapshots: copy before editing."""
         return self.clone()
 
+    def with_status(self, status: Any) -> Self:
+        """This object carrying `status`, for `update_status` only: a shallow copy that shares everything else
+        with `self` (a store snapshot, still read-only). A status write takes only `status` from its argument,
+        so deep-copying the object for it would be wasted; `status` must be the caller's own copy."""
+        return self.model_copy(update={"status": status})
+
     @classmethod
     def new(cls, name: str, namespace: str | None = None, **fields: Any) -> Self:
         """Build an object with apiVersion/kind filled in; fields are wire or Python names."""

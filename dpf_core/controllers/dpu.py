@@ -675,6 +675,7 @@ def initializing(p: _Pass) -> None:
             p.dpu = p.reconciler.allocator.allocate(p.client, p.dpu)
         except AllocationError as e:
             p.set(DPUConditionType.INITIALIZED, False, DPUConditionReason.DPU_CLUSTER_NOT_READY, str(e))
+            p.poll = p.options.init_poll
         # Allocated or not, DPF moves on only on a pass that sees the cluster in the spec.
         return
     p.status.phase = DPUPhase.NODE_EFFECT
@@ -1063,9 +1064,7 @@ class DPUReconciler:
             ctx.log.debug("DPU %s/%s %s: %s", dpu.namespace, dpu.name, dpu.status.phase.value, e)
 
         if p.status.wire() != dpu.status.wire():
-            edited = p.dpu.deepcopy()
-            edited.status = p.status
-            ctx.client.update_status(edited)
+            ctx.client.update_status(p.dpu.with_status(p.status))
             for hook in p.after_write:
                 hook()
             if err is not None:

@@ -613,9 +613,8 @@ def roll(ctx: Context, dpu_set: DPUSet, dpus: list[DPU], total: int, unavailable
 def update_statistics(ctx: Context, dpu_set: DPUSet, stats: dict[str, int]) -> None:
     if stats == dpu_set.status.dpu_statistics:
         return
-    counted = dpu_set.deepcopy()
-    counted.status.dpu_statistics = stats
-    ctx.client.update_status(counted)
+    status = dpu_set.status.model_copy(update={"dpu_statistics": stats})
+    ctx.client.update_status(dpu_set.with_status(status))
 
 
 # --- watches ------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class ProvisioningOptions:
     task_poll: float = 5.0  # waiting on its own running install / reboot task
     reboot_wait_poll: float = 5.0  # waiting for the host to come back (uptime check) or a manual reboot
     ready_poll: float = 5.0  # the Ready phase's self-healing check
+    init_poll: float = 5.0  # Initializing: waiting for a DPUCluster to be Ready and have room
     activate_attempts: int = 10
     activate_timeout: float = 1800.0  # OS.Activate context: 30 minutes
     reboot_status_poll: float = 3.0

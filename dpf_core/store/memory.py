@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import builtins
+import copy
 import os
 import random
 import threading
@@ -35,7 +36,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from dpf_core.api import admission, registry
-from dpf_core.api.meta import KubeObject, ObjectMeta
+from dpf_core.api.meta import KubeObject, Model, ObjectMeta
 from dpf_core.errors import (
     AlreadyExists,
     ApiError,
@@ -829,8 +830,14 @@ class MemoryStore:
         if status_only:
             if not t.status_subresource:
                 raise NotFound(f"the server could not find the requested resource ({t.resource}/status)", kind=t.cls.KIND.kind, name=key[1])
-            # The status endpoint keeps everything but status (apiserver's PrepareForUpdate for /status).
-            admitted = admission.admit_status_update(old.model_copy(update={"status": getattr(obj, "status", None)}))
+            # The status endpoint keeps everything but status (apiserver's PrepareForUpdate for /status). Only
+            # status is new: the snapshot shares spec (read-only like every snapshot) with the one it replaces
+            # and gets its own metadata, so a status write costs a copy of the status, not of the object.
+            status = getattr(obj, "status", None)
+            if status == getattr(old, "status", None):
+                return cast(T, old)  # nothing changed: no write, no resourceVersion, no event
+            admitted = old.model_copy(update={"metadata": old.metadata.model_copy(),
+                                              "status": status.clone() if isinstance(status, Model) else copy.deepcopy(status)})
         else:
             om = old.metadata
             system = {
