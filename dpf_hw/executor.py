@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpf_core.ports import Procedure, TaskState, TaskStatus
-from dpf_core.ports.dispatch import OpDispatcher
+from dpf_core.ports.dispatch import OpDispatcher, inline_composites
 from dpf_core.ports.ops import OpError, Sleep
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,8 @@ class ThreadTasks:
         if task.cancel.is_set():
             return
         try:
-            proc = factory()
+            # Composite ops (AwaitReboot) run here as their loop of primitive ops.
+            proc = inline_composites(factory(), self.now)
         except Exception as e:  # a procedure that cannot even be built is a failed task
             self._finish(task, TaskState.FAILED, str(e), type(e).__name__)
             return

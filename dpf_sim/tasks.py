@@ -15,7 +15,7 @@ from typing import Any
 import simpy
 
 from dpf_core.ports import Procedure, TaskState, TaskStatus
-from dpf_core.ports.dispatch import OpDispatcher
+from dpf_core.ports.dispatch import OpDispatcher, inline_composites
 from dpf_core.ports.ops import OpError, Sleep
 from dpf_core.runtime.types import DEFAULT_EPOCH
 
@@ -106,6 +106,10 @@ class SimTasks:
         return sorted(k for k, t in self._tasks.items() if not t.status.done)
 
     # --- the process ------------------------------------------------------------------------------------
+    def _native(self, op: object) -> bool:
+        handles = getattr(self.executor, "handles", None)
+        return bool(handles(type(op))) if handles is not None else False
+
     def _finish(self, task: _Task, state: TaskState, message: str = "", reason: str = "", result: Any = None) -> None:
         if task.status.done:
             return
@@ -119,7 +123,9 @@ class SimTasks:
         if task.status.done:
             return
         try:
-            proc = factory()
+            # A composite op (AwaitReboot) runs natively when the executor in force has a handler for it
+            # (the models do); otherwise (a fault guard wraps the executor) as its primitive ops.
+            proc = inline_composites(factory(), self.now, self._native)
         except Exception as e:  # a procedure that cannot even be built is a failed task, not a crashed twin
             self._finish(task, TaskState.FAILED, str(e), type(e).__name__)
             return

@@ -214,6 +214,8 @@ class Twin:
         executor.register(_download_op_type(), self.bfb_servers.download)
         self.manager: Manager | None = None
         self.tasks = SimTasks(self.env, executor, epoch=self.clock.epoch, on_done=self._task_done)
+        # AwaitReboot's polls go through the executor in force (fault guards wrap it).
+        self.bluefields.poll = lambda op: self.tasks.executor(op)
         self.world = ClusterWorld(self.env, self.clock, self.host, self.dpu_clusters, self.new_store, self.bluefields, self.hosts,
                                   ClusterParams.model_validate(models.get("cluster", {})), self.streams.get("cluster"),
                                   dpu_names=self.dpu_names)

@@ -1,4 +1,5 @@
-"""The DPUCluster allocator of the October release: every DPU joins the first DPUCluster by name.
+"""The DPUCluster allocator: a DPU joins the first Ready DPUCluster by name that has room (DPF v24.10: the first
+DPUCluster by name, full or not).
 
 DPF keeps a cache of clusters (fed by the DPUCluster controller) and of the DPUs assigned to each (fed by
 every DPU reconcile), synced once from the API server before the first allocation. We keep only the DPU
@@ -70,12 +71,16 @@ class Allocator:
         )
         if not clusters:
             raise AllocationError("no cluster available")
+        # DPF v24.10 tries only the first cluster, so with maxNodes <= 1000 a fleet over 1,000 DPUs never
+        # finishes; we take the first Ready cluster (by name) with room (docs/differences.md). With none, the
+        # error is about the first cluster, as in DPF.
+        for dc in clusters:
+            if dc.status.phase == DPUClusterPhase.READY and self.assigned(dc.namespace or "", dc.name) < dc.spec.max_nodes:
+                return dc
         dc = clusters[0]
         if dc.status.phase != DPUClusterPhase.READY:
             raise AllocationError(f"cluster {dc.name} is not ready, phase: {dc.status.phase.value}")
-        if self.assigned(dc.namespace or "", dc.name) >= dc.spec.max_nodes:
-            raise AllocationError(f"cluster {dc.namespace}/{dc.name} is full, max node: {dc.spec.max_nodes}")
-        return dc
+        raise AllocationError(f"cluster {dc.namespace}/{dc.name} is full, max node: {dc.spec.max_nodes}")
 
     def allocate(self, client: Client, dpu: DPU) -> DPU:
         """Assign the DPU to the feasible cluster: patch `spec.cluster.{name,namespace}`, count it, return the patched DPU."""

@@ -31,6 +31,7 @@ from dpf_core.api.provisioning import (
     parse_go_bool,
 )
 from dpf_core.ports.ops import (
+    AwaitReboot,
     DmsTarget,
     GnmiSetMode,
     OpError,
@@ -121,9 +122,11 @@ def install_procedure(
     slept = 0.0
     started = now() if now is not None else 0.0
 
+    def elapsed() -> float:
+        return (now() - started) if now is not None else slept
+
     def expired() -> bool:
-        elapsed = (now() - started) if now is not None else slept
-        return elapsed > spec.activate_timeout
+        return elapsed() > spec.activate_timeout
 
     adopted = False
     if spec.resume_bfb is not None:
@@ -135,10 +138,7 @@ def install_procedure(
             if spec.resume_bfb == spec.bfb_file_name:
                 adopted = True
             else:
-                while isinstance(first, RebootStatusResult) and first.active and not expired():
-                    yield Sleep(spec.reboot_status_poll)
-                    slept += spec.reboot_status_poll
-                    first = yield RebootStatusOp(target)
+                yield AwaitReboot(target, spec.reboot_status_poll, spec.activate_timeout - elapsed())
         elif (
             isinstance(first, RebootStatusResult)
             and first.status == STATUS_SUCCESS
@@ -193,25 +193,21 @@ def install_procedure(
         if last is not None:
             raise InstallError(f"OS.Activate {version} failed after {spec.activate_attempts} attempts: {last}")
 
-    while True:
-        if expired():
-            raise InstallError(f"DMS {target.dpu} RebootStatusOperation timed out: context deadline exceeded")
-        yield Sleep(spec.reboot_status_poll)
-        slept += spec.reboot_status_poll
-        status = yield RebootStatusOp(target)
-        if not isinstance(status, RebootStatusResult):
-            raise InstallError(f"unexpected RebootStatus result {status!r}")
-        if status.active:
-            continue
-        if status.status == STATUS_SUCCESS:
-            # DPF's fixed wait for cloud-init to finish on the DPU (CLOUD_INIT_TIMEOUT).
-            yield Sleep(spec.cloud_init_timeout)
-            return {"bfb": spec.bfb_file_name, "cfg": cfg}
-        if status.status == STATUS_RETRIABLE_FAILURE:
-            raise InstallError(f"retriable failure: {status.message}")
-        if status.status == STATUS_FAILURE:
-            raise InstallError(f"reboot failure: {status.message}")
-        raise InstallError(f"unknown reboot status: {status.status}")
+    # DPF polls RebootStatus every 3 s until the reboot is over, within the activate context.
+    status = yield AwaitReboot(target, spec.reboot_status_poll, spec.activate_timeout - elapsed())
+    if status is None:
+        raise InstallError(f"DMS {target.dpu} RebootStatusOperation timed out: context deadline exceeded")
+    if not isinstance(status, RebootStatusResult) or status.active:
+        raise InstallError(f"unexpected RebootStatus result {status!r}")
+    if status.status == STATUS_SUCCESS:
+        # DPF's fixed wait for cloud-init to finish on the DPU (CLOUD_INIT_TIMEOUT).
+        yield Sleep(spec.cloud_init_timeout)
+        return {"bfb": spec.bfb_file_name, "cfg": cfg}
+    if status.status == STATUS_RETRIABLE_FAILURE:
+        raise InstallError(f"retriable failure: {status.message}")
+    if status.status == STATUS_FAILURE:
+        raise InstallError(f"reboot failure: {status.message}")
+    raise InstallError(f"unknown reboot status: {status.status}")
 
 
 def warm_reboot_procedure(node: str, pci_address: str, command: str) -> Procedure:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from .ops import OpError
+from .ports import Procedure
 
 H = TypeVar("H")
 
@@ -32,3 +34,30 @@ class OpDispatcher(Generic[H]):
             if handler is not None:
                 return handler
         raise OpError(f"{self.world} has no handler for {type(op).__name__}", "Unimplemented")
+
+
+def inline_composites(
+    procedure: Procedure, now: Callable[[], float] | None = None, native: Callable[[object], bool] | None = None
+) -> Procedure:
+    """`procedure` with every composite op (one with an `expand` method, e.g. AwaitReboot) replaced by its
+    expansion into primitive ops, unless `native(op)` says the world runs it itself. Results and errors
+    flow as if the procedure had yielded the primitive ops; closing the wrapper closes the procedure."""
+    send: Any = None
+    throw: BaseException | None = None
+    while True:
+        try:
+            op = procedure.throw(throw) if throw is not None else procedure.send(send)
+        except StopIteration as stop:
+            return stop.value
+        send, throw = None, None
+        expand = getattr(op, "expand", None)
+        try:
+            if expand is not None and not (native is not None and native(op)):
+                send = yield from expand(now)
+            else:
+                send = yield op
+        except GeneratorExit:
+            procedure.close()
+            raise
+        except Exception as e:  # an op's error goes into the procedure at the op that asked for it
+            throw = e

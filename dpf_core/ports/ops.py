@@ -6,7 +6,9 @@ procedure (or throws `OpError` into it). Field names follow the real protocol (g
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 
 class OpError(Exception):
@@ -101,6 +103,36 @@ class RebootStatusResult:
     active: bool
     status: str  # STATUS_UNKNOWN | STATUS_SUCCESS | STATUS_RETRIABLE_FAILURE | STATUS_FAILURE
     message: str = ""
+
+
+@dataclass(frozen=True)
+class AwaitReboot:
+    """System.RebootStatus every `interval` seconds until the DPU is no longer rebooting. Result: that
+    RebootStatusResult, or None when, at a check before a poll, more than `budget` seconds have passed since
+    the op began (what is left of DPF's 30-minute activate context). An RPC error is raised as from the poll.
+
+    A composite op: `expand` is the loop as primitive ops (Sleep, RebootStatusOp), which any task runner
+    can execute (`dispatch.inline_composites`); a world may run it natively instead, with the same
+    observable polls (the twin does: its model knows when a reboot ends, so it skips the polls whose answer
+    cannot differ, which at fleet scale were most of its events)."""
+
+    target: DmsTarget
+    interval: float
+    budget: float
+
+    def expand(self, now: Callable[[], float] | None = None) -> Generator[Any, Any, Any]:
+        """The reference loop. Without a clock, the time slept is what counts against the budget."""
+        started = now() if now is not None else 0.0
+        slept = 0.0
+        while True:
+            elapsed = (now() - started) if now is not None else slept
+            if elapsed > self.budget:
+                return None
+            yield Sleep(self.interval)
+            slept += self.interval
+            status = yield RebootStatusOp(self.target)
+            if not isinstance(status, RebootStatusResult) or not status.active:
+                return status  # an unexpected answer goes back for the procedure to judge
 
 
 # --- Host reboot (exec'd in the DMS pod) ---------------------------------------------------------------

@@ -32,6 +32,7 @@ import simpy
 from pydantic import BaseModel, ConfigDict, Field
 
 from dpf_core.ports.ops import (
+    AwaitReboot,
     DmsTarget,
     GnmiSetMode,
     OpError,
@@ -121,6 +122,10 @@ class BlueField:
     last_boot: float | None = None
     history: list[tuple[float, str]] = field(default_factory=list)
     flashed_version: str = ""  # the activate version on the flash; what the next good boot runs
+    # When the current flash or boot step ends (None: not in a timed step). RebootStatus cannot change before.
+    phase_until: float | None = None
+    # RebootStatus latencies drawn ahead by a skipped-poll window and not yet used (see await_reboot).
+    status_latencies: list[float] = field(default_factory=list)
     running_version: str = ""  # what OS.Verify reports
     activation_fail_message: str = ""
 
@@ -139,6 +144,23 @@ class BlueField:
 
 
 OnBooted = Callable[[BlueField], bool | None]
+
+# await_reboot's "no result yet: keep polling".
+_GO_ON: Any = object()
+
+
+@dataclass
+class _Window:
+    """Polls of one AwaitReboot waited out as one event: (begin, read) of each, what comes after them
+    ("poll": a real poll at `end`; "read": the last poll reads at `end`; "expire": the budget is over at
+    `end`), and the event a disturbance fires."""
+
+    bf: BlueField
+    began: float
+    polls: list[tuple[float, float]]
+    kind: str
+    end: float
+    disturbed: simpy.Event
 
 
 class BlueFields:
@@ -164,6 +186,14 @@ class BlueFields:
         self.max_flashing_now = 0
         self.ops = 0
         self.timeouts = 0
+        # AwaitReboot skips polls whose answer cannot differ while the world is quiet (no fault ever injected);
+        # `poll` is the RebootStatus handler in force (the executor's, fault guards included).
+        self.coalesce_polls = True
+        self.quiet = True
+        self.poll: Callable[[RebootStatusOp], Generator[Any, Any, Any]] = self.reboot_status
+        self.polls_skipped = 0
+        self.windows_disturbed = 0
+        self._windows: dict[str, _Window] = {}
 
     def get(self, name: str) -> BlueField:
         return self.dpus[name]
@@ -181,6 +211,7 @@ class BlueFields:
         bf.dms_address = address
         if address is not None:
             self._by_address[address] = dpu
+        self.disturb(dpu)
 
     def dms_reachable(self, address: str) -> bool:
         dpu = self._by_address.get(address)
@@ -196,6 +227,7 @@ class BlueFields:
         executor.register(OsInstall, self.os_install)
         executor.register(OsActivate, self.os_activate)
         executor.register(RebootStatusOp, self.reboot_status)
+        executor.register(AwaitReboot, self.await_reboot)
         executor.register(OsVerify, self.os_verify)
 
     def _resolve(self, target: DmsTarget) -> BlueField:
@@ -231,13 +263,15 @@ class BlueFields:
     def _latency(self, bf: BlueField, d: Duration | None = None) -> simpy.Event:
         return self.env.timeout((d or self.params.dms_latency).sample(self.rng(bf.name)))
 
-    def _rpc(self, what: str, bf: BlueField, d: Duration | None = None) -> Generator[Any, Any, None]:
+    def _rpc(self, what: str, bf: BlueField, d: Duration | None = None,
+             latency: float | None = None) -> Generator[Any, Any, None]:
         """The round trip of an RPC whose body is only its latency: `_bounded` without the extra process and
         the 900 s deadline timer per call (RebootStatus is polled every 3 s for the whole flash; at fleet scale
         those timers were most of the event heap). Same outcome: the latency, or DeadlineExceeded at the
         exec timeout when a slow DMS makes the latency longer."""
         self.ops += 1
-        latency = (d or self.params.dms_latency).sample(self.rng(bf.name))
+        if latency is None:
+            latency = (d or self.params.dms_latency).sample(self.rng(bf.name))
         if latency < self.params.exec_timeout:
             yield self.env.timeout(latency)
             return
@@ -307,11 +341,135 @@ class BlueFields:
 
     def reboot_status(self, op: RebootStatusOp) -> Generator[Any, Any, RebootStatusResult]:
         bf = self._resolve(op.target)
-        yield from self._rpc(f"RebootStatus on {bf.name}", bf)
+        yield from self._rpc(f"RebootStatus on {bf.name}", bf, latency=self._status_latency(bf))
+        return self._status_of(bf)
+
+    @staticmethod
+    def _status_of(bf: BlueField) -> RebootStatusResult:
         if bf.rebooting:
             return RebootStatusResult(active=True, status=STATUS_UNKNOWN, message=f"DPU {bf.state}")
         return RebootStatusResult(active=False, status=bf.reboot_status,
                                   message="" if bf.reboot_status == STATUS_SUCCESS else f"DPU {bf.state}")
+
+    def _status_latency(self, bf: BlueField) -> float:
+        """RebootStatus latencies come from their own stream, in call order, so drawing some ahead (a
+        skipped-poll window) gives every poll the number it would have had anyway."""
+        if bf.status_latencies:
+            return bf.status_latencies.pop(0)
+        return float(self.params.dms_latency.sample(self.streams.get(f"{bf.name}/reboot-status")))
+
+    def _latency_ahead(self, bf: BlueField, i: int) -> float:
+        """The latency the i-th RebootStatus call from now will take (drawn now, kept in order)."""
+        while len(bf.status_latencies) <= i:
+            bf.status_latencies.append(float(self.params.dms_latency.sample(self.streams.get(f"{bf.name}/reboot-status"))))
+        return bf.status_latencies[i]
+
+    # --- AwaitReboot: RebootStatus polled until the reboot is over ------------------------------------------
+    def await_reboot(self, op: AwaitReboot) -> Generator[Any, Any, Any]:
+        """The composite op natively: the same polls as its expansion (same times, same latencies, same
+        answers), except that while the world is quiet a run of polls that must answer "active" (they read
+        before the DPU's current flash or boot step ends) is waited out as one event. Anything that could
+        change an answer earlier (a reset, the DMS pod, the host, any fault) ends the window at that instant
+        and the remaining polls run one by one."""
+        start = self.env.now
+        while True:
+            if self.env.now - start > op.budget:
+                return None
+            window = self._window(op, start) if self.quiet and self.coalesce_polls else None
+            if window is not None:
+                outcome = yield from self._wait_window(op, window)
+                if outcome is not _GO_ON:
+                    return outcome
+                continue
+            yield self.env.timeout(op.interval)
+            result = yield from self.poll(RebootStatusOp(op.target))
+            if not isinstance(result, RebootStatusResult) or not result.active:
+                return result
+
+    def _window(self, op: AwaitReboot, start: float) -> _Window | None:
+        """From a check at now: the polls that must read "active", and what follows them."""
+        name = self._by_address.get(op.target.address) or op.target.dpu.rsplit("/", 1)[-1]
+        bf = self.dpus.get(name)
+        if bf is None or bf.phase_until is None or not bf.rebooting or not self._serving(bf) or name in self._windows:
+            return None
+        horizon = bf.phase_until
+        t = self.env.now
+        polls: list[tuple[float, float]] = []
+        while True:
+            begin = t + op.interval
+            if begin >= horizon:
+                end, kind = begin, "poll"  # the next poll starts when the answer may differ: a real one
+                break
+            latency = self._latency_ahead(bf, len(polls))
+            if latency >= self.params.exec_timeout:
+                end, kind = begin, "poll"
+                break
+            polls.append((begin, begin + latency))
+            if begin + latency >= horizon:
+                end, kind = begin + latency, "read"  # this one reads after the step ends: read it then
+                break
+            t = begin + latency
+            if t - start > op.budget:
+                end, kind = t, "expire"
+                break
+        if not polls:
+            return None
+        return _Window(bf, self.env.now, polls, kind, end, self.env.event())
+
+    def _wait_window(self, op: AwaitReboot, w: _Window) -> Generator[Any, Any, Any]:
+        bf = w.bf
+        self._windows[bf.name] = w
+        try:
+            yield self.env.timeout(w.end - self.env.now) | w.disturbed
+        finally:
+            self._windows.pop(bf.name, None)
+        now = self.env.now
+        if not w.disturbed.triggered:
+            done = len(w.polls) if w.kind != "read" else len(w.polls) - 1
+            self._skipped(bf, done)
+            if w.kind == "expire":
+                return None
+            if w.kind == "read":
+                self._skipped(bf, 0, used=1)
+                result = self._status_of(bf)
+                return result if not result.active else _GO_ON
+            result = yield from self.poll(RebootStatusOp(op.target))
+            return result if not isinstance(result, RebootStatusResult) or not result.active else _GO_ON
+        # Disturbed at `now`: polls that read before now answered "active"; one in flight reads at its end;
+        # otherwise the next poll starts after the sleep that is under way.
+        finished = [p for p in w.polls if p[1] < now]
+        self._skipped(bf, len(finished))
+        in_flight = next((p for p in w.polls if p[0] <= now < p[1]), None)
+        if in_flight is not None:
+            self._skipped(bf, 0, used=1)
+            yield self.env.timeout(in_flight[1] - now)
+            result = self._status_of(bf)
+            return result if not result.active else _GO_ON
+        last_read = finished[-1][1] if finished else w.began
+        yield self.env.timeout(max(0.0, last_read + op.interval - now))
+        result = yield from self.poll(RebootStatusOp(op.target))
+        return result if not isinstance(result, RebootStatusResult) or not result.active else _GO_ON
+
+    def _skipped(self, bf: BlueField, polls: int, used: int = 0) -> None:
+        """Count `polls` answered inside a window (and `used` drawn latencies consumed without a poll call)."""
+        n = polls + used
+        del bf.status_latencies[:n]
+        self.ops += n
+        self.polls_skipped += polls
+
+    def disturb(self, dpu: str | None = None) -> None:
+        """Something that could change a RebootStatus answer happened now: end the window(s) waiting on it."""
+        targets = [dpu] if dpu is not None else sorted(self._windows)
+        for name in targets:
+            w = self._windows.get(name)
+            if w is not None and not w.disturbed.triggered:
+                self.windows_disturbed += 1
+                w.disturbed.succeed()
+
+    def disturb_all(self, *, quiet: bool = True) -> None:
+        """A fault: from now on every poll runs one by one (fault guards see each of them)."""
+        self.quiet = self.quiet and quiet
+        self.disturb(None)
 
     def os_verify(self, op: OsVerify) -> Generator[Any, Any, OsVerifyResult]:
         bf = self._resolve(op.target)
@@ -326,6 +484,8 @@ class BlueFields:
         bf = self.dpus[dpu]
         bf.generation += 1
         bf.state = DpuState.OFF
+        bf.phase_until = None
+        self.disturb(dpu)
         bf.os_booted = False
         bf.joined = False
         self._log(bf, "ARM off")
@@ -337,6 +497,8 @@ class BlueFields:
         if flash is None and bf.pending_activation is not None:
             flash, bf.pending_activation = bf.pending_activation, None
         bf.generation += 1
+        bf.phase_until = None
+        self.disturb(dpu)
         self.env.process(self._boot(bf, bf.generation, flash))
 
     def _boot(self, bf: BlueField, gen: int, flash: tuple[str, str | None] | None) -> Generator[Any, Any, None]:
@@ -353,8 +515,10 @@ class BlueFields:
             self.flashing_now += 1
             self.max_flashing_now = max(self.max_flashing_now, self.flashing_now)
             self._log(bf, f"flashing {flash[0]}")
+            flash_time = image.size / self.params.flash_rate
+            bf.phase_until = self.env.now + flash_time
             try:
-                yield self.env.timeout(image.size / self.params.flash_rate)
+                yield self.env.timeout(flash_time)
             finally:
                 bf.flashing -= 1
                 self.flashing_now -= 1
@@ -370,14 +534,17 @@ class BlueFields:
         fault, bf.boot_fault = bf.boot_fault, None
         if fault == "hang":
             bf.state = DpuState.HUNG
+            bf.phase_until = None
             self._log(bf, "hung")
             return
         boot = self.params.boot_time.sample(rng)
         failed = fault == "fail" or (self.params.boot_failure_probability > 0
                                      and rng.random() < self.params.boot_failure_probability)
+        bf.phase_until = self.env.now + boot
         yield self.env.timeout(boot)
         if gen != bf.generation:
             return
+        bf.phase_until = None
         if failed:
             bf.state = DpuState.FAILED
             bf.reboot_status = STATUS_FAILURE

@@ -159,6 +159,8 @@ class Hosts:
             return
         h.up = True
         h.last_boot = float(self.env.now)
+        for d in h.record.dpus:
+            self.bluefields.disturb(d.name)  # their DMS answers again
         h.history.append((self.env.now, "up"))
         if self.on_up is not None:
             self.on_up(h)

@@ -37,6 +37,7 @@ except ImportError as missing:  # pragma: no cover - depends on the machine
     pytest.skip(f"grpc/cryptography not installed: {missing}", allow_module_level=True)
 
 from dpf_core.controllers.dpu_tasks import InstallSpec, install_procedure
+from dpf_core.ports.dispatch import inline_composites
 from dpf_core.ports.ops import (
     DmsTarget,
     GnmiSetMode,
@@ -263,6 +264,7 @@ class DirStore:
 
 def drive(proc: Any, client: DmsClient) -> tuple[Any, list[str]]:
     """A minimal thread-free task runner: each op through the real client, Sleep on the wall clock."""
+    proc = inline_composites(proc, time.monotonic)  # AwaitReboot as its polls, as ThreadTasks runs it
     ops: list[str] = []
     send: Any = None
     throw: OpError | None = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dpf_core.ports import Ports, Procedure, TaskState, TaskStatus
+from dpf_core.ports.dispatch import inline_composites
 from dpf_core.ports.ops import OsVerify, OsVerifyResult, RebootStatusOp, RebootStatusResult
 from dpf_core.store import MemoryStore
 from dpf_core.store.protocol import Client
@@ -116,7 +117,7 @@ class FakeTasks:
             task = self._tasks[k]
             if task.status.done:
                 continue
-            task.status = self._drive(task.factory(), task.status.started_at)
+            task.status = self._drive(inline_composites(task.factory(), self.now), task.status.started_at)
 
     def finish(self, key: str, state: TaskState, message: str = "", result: Any = None) -> None:
         """Force a task's outcome without running its procedure."""

@@ -462,22 +462,31 @@ def test_initializing_waits_for_the_oob_bridge_label_and_a_ready_cluster() -> No
     assert world.dpu().status.phase != DPUPhase.INITIALIZING
 
 
-def test_allocator_takes_the_first_cluster_by_name_and_respects_max_nodes() -> None:
+def test_allocator_fills_clusters_in_name_order_and_respects_max_nodes() -> None:
     world = World(max_nodes=1)
     world.add_cluster("dc0", ready=True, max_nodes=1)
-    world.add_dpu("dpu-a", nodeEffect={"noEffect": True})
-    world.add_dpu("dpu-b", nodeEffect={"noEffect": True})
+    for n in ("dpu-a", "dpu-b", "dpu-c"):
+        world.add_dpu(n, nodeEffect={"noEffect": True})
     world.run()
-    assigned = sorted((world.dpu(n).spec.cluster.name or "-") for n in ("dpu-a", "dpu-b"))
-    assert assigned == ["-", "dc0"]  # dc0 sorts first and is full after one DPU; dc1 is never looked at
-    waiting = "dpu-a" if world.dpu("dpu-a").spec.cluster.name is None else "dpu-b"
+    assigned = sorted((world.dpu(n).spec.cluster.name or "-") for n in ("dpu-a", "dpu-b", "dpu-c"))
+    # dc0 sorts first and is full after one DPU; DPF would stop there, we go on to dc1 (docs/differences.md).
+    assert assigned == ["-", "dc0", "dc1"]
+    waiting = next(n for n in ("dpu-a", "dpu-b", "dpu-c") if world.dpu(n).spec.cluster.name is None)
     assert world.cond("Initialized", waiting)[1] == "DPUClusterNotReady"
-    assert "is full" in world.cond("Initialized", waiting)[2]
+    assert "dc0 is full" in world.cond("Initialized", waiting)[2]  # the first cluster's reason, as DPF says
 
-    # A restarted controller counts dc0's member from the store.
+    # A restarted controller counts both clusters' members from the store.
     world.restart_controller()
     world.run(6)
     assert world.dpu(waiting).spec.cluster.name is None
+
+
+def test_allocator_skips_a_cluster_that_is_not_ready() -> None:
+    world = World()
+    world.add_cluster("dc0", ready=False)
+    world.add_dpu(nodeEffect={"noEffect": True})
+    world.run()
+    assert world.dpu().spec.cluster.name == "dc1"
 
 
 def test_pending_reports_a_missing_bfb() -> None:
