@@ -1022,6 +1022,7 @@ def inject(twin: Twin, raw: Mapping[str, Any]) -> FaultRecord:
     """Start the fault `raw` now; clear it after its duration. Returns its record."""
     cls, params = parse(raw)
     inj = injector(twin)
+    twin.bluefields.disturb_all(quiet=False)  # no more skipped RebootStatus polls: faults see each one
     duration = params.downtime if isinstance(params, CrashParams) else params.duration
     rec = inj.record(str(params.type), params.model_dump(by_alias=True, exclude_none=True), duration)
     fault = cls(inj, params, rec)
