@@ -200,7 +200,7 @@ def validate_json_patch(ops: Any) -> list[Mapping[str, Any]]:
         if not isinstance(op, Mapping):
             raise PatchError(f"operation {i} is not an object", malformed=True)
         name = op.get("op")
-        if name not in _REQUIRED:
+        if not isinstance(name, str) or name not in _REQUIRED:  # an unhashable name must not raise TypeError
             raise PatchError(f'operation {i}: unsupported op "{name}"', malformed=True)
         for k in _REQUIRED[name]:
             if k not in op:

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol, web_server
+from aiohttp.http_exceptions import BadHttpMethod
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from dpf_core.api import registry
 from dpf_core.api.meta import KubeObject
-from dpf_core.errors import ApiError, NotFound, TooManyRequests
+from dpf_core.errors import ApiError, BadRequest, NotFound, TooManyRequests
 from dpf_core.store.memory import MemoryStore
 
 from . import discovery, handlers, openapi, podexec
@@ -90,8 +93,16 @@ class ApiServer:
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body, middlewares=[self._errors])
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch, expect_handler=self._expect)
         return app
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect:` runs before any middleware; aiohttp's own handler answers an unknown expectation with a
+        plain-text 417 (and a 500 when the header is not ASCII). 100-continue keeps aiohttp's behaviour."""
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            await _default_expect_handler(request)
+            return None
+        return handlers.error_response(_http_error(417, "the server only understands the expectation 100-continue"))
 
     # ---- plumbing ------------------------------------------------------------------------------------------
 
@@ -103,8 +114,11 @@ class ApiServer:
             return handlers.error_response(e)
         except web.HTTPRequestEntityTooLarge as e:
             return handlers.error_response(EntityTooLarge(f"Request entity too large: limit is {self.config.max_body}: {e.text}"))
-        except web.HTTPException:
-            raise
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            # aiohttp's own refusals (its router, its body reader) answer as the API server would: a Status.
+            return handlers.error_response(_http_error(e.status, e.text or e.reason))
         except Exception as e:  # a bug in the twin: answer like the API server's panic handler, keep serving
             log.exception("internal error serving %s %s", request.method, request.path)
             return handlers.error_response(ApiError(f"Internal error occurred: {type(e).__name__}: {e}"))
@@ -140,7 +154,8 @@ class ApiServer:
             ident = self.authority.authenticate(request.headers.get("Authorization"), name, cluster.store)
             if ident is None:
                 raise Unauthorized("Unauthorized")
-        is_watch = request.query.get("watch", "").lower() in ("1", "true") or "/watch/" in path
+        # Only a GET watches; any other method with ?watch=true is an ordinary request and takes a slot.
+        is_watch = request.method == "GET" and (request.query.get("watch", "").lower() in ("1", "true") or "/watch/" in path)
         if is_watch:
             return await self._route(request, cluster, path)
         shared = self.shared
@@ -154,13 +169,16 @@ class ApiServer:
 
     async def _route(self, request: web.Request, cluster: Cluster, path: str) -> web.StreamResponse:
         accept = request.headers.get("Accept", "")
+        parts = path.strip("/").split("/")
+        is_resource = (len(parts) >= 3 and parts[0] == "api") or (len(parts) >= 4 and parts[0] == "apis")
+        if not is_resource and request.method not in ("GET", "HEAD"):
+            # Discovery, OpenAPI, health and debug documents are read-only.
+            raise handlers.MethodNotAllowed(f"{request.method} is not supported on {path}")
         if path == "/version":
             return web.json_response(discovery.VERSION_INFO)
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
         if path in ("/api", "/apis"):
-            if request.method != "GET":
-                raise handlers.MethodNotAllowed(f"{request.method} is not supported on {path}")
             agg = discovery.wants_aggregated(accept)
             if agg is not None:
                 doc = discovery.aggregated(path == "/api", agg)
@@ -173,10 +191,9 @@ class ApiServer:
             return self._openapi(path, accept)
         if path.startswith(DEBUG_PREFIX):
             probe = self.debug.get(path[len(DEBUG_PREFIX):])
-            if probe is None or request.method != "GET":
+            if probe is None:
                 raise NotFound("the server could not find the requested resource")
             return web.json_response(await self.shared.call(probe), dumps=handlers._dumps)
-        parts = path.strip("/").split("/")
         if parts[0] == "apis" and len(parts) == 2:
             group_doc = discovery.api_group(parts[1])
             if group_doc is None:
@@ -250,6 +267,72 @@ class ApiServer:
         return Route(cls, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None, watch)
 
 
+def _http_error(status: int, text: str) -> ApiError:
+    """An HTTP-level refusal (from aiohttp, before or around our handlers) as the ApiError of that code."""
+    if status == 413:
+        return EntityTooLarge(f"Request entity too large: {text}")
+    if status == 404:
+        return NotFound("the server could not find the requested resource")
+    if status == 405:
+        return handlers.MethodNotAllowed(text or "method not allowed")
+    if status == 417:
+        failed = BadRequest(text)
+        failed.code, failed.reason = 417, "ExpectationFailed"
+        return failed
+    if status == 504:
+        timeout = ApiError(text or "the request timed out")
+        timeout.code, timeout.reason = 504, "Timeout"
+        return timeout
+    err = BadRequest(text or "bad request") if 400 <= status < 500 else ApiError(f"Internal error occurred: {text}")
+    err.code = status
+    return err
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: what a method may be
+
+
+def _first_word(exc: BaseException) -> str:
+    """The method llhttp refused, from its message (b'FROB /path HTTP/1.1')."""
+    text = str(getattr(exc, "message", "") or exc)
+    match = re.search(r"b'([^ ']*)", text)
+    return match.group(1) if match else ""
+
+
+class _StatusRequestHandler(web_protocol.RequestHandler):
+    """A request aiohttp cannot even parse (a method llhttp does not know, an over-long request line or
+    header, a broken chunked body) is refused before any handler runs; this makes that refusal a Status
+    too, so a client always reads the same error shape."""
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs it; raises if a response already started
+        if isinstance(exc, BadHttpMethod) and _TOKEN.fullmatch(_first_word(exc)):
+            # A well-formed method the parser does not know (FROBNICATE, lowercase get): the API server's 405.
+            err: ApiError = handlers.MethodNotAllowed(f"the server does not support the method {_first_word(exc)!r}")
+        elif status < 500:
+            err = _http_error(status, f"the request could not be parsed: {message or exc or ''}".strip())
+        elif status == 504:
+            err = _http_error(504, "the request timed out")
+        else:
+            err = ApiError("Internal error occurred: the request failed")
+        resp = handlers.error_response(err)
+        resp.force_close()
+        return resp
+
+
+class _StatusServer(web_server.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _StatusRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _StatusAppRunner(web.AppRunner):
+    async def _make_server(self) -> web_server.Server:
+        server = await super()._make_server()
+        # aiohttp has no hook for its protocol-level error page: swap in a Server that builds our handler.
+        server.__class__ = _StatusServer
+        return server
+
+
 class ServerThread:
     """Runs an ApiServer on its own event loop thread (tests, and `dpf serve` next to its pacer)."""
 
@@ -293,7 +376,7 @@ class ServerThread:
         loop.close()
 
     async def _start(self) -> None:
-        runner = web.AppRunner(self.server.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        runner = _StatusAppRunner(self.server.application(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()

@@ -13,6 +13,8 @@ import base64
 import binascii
 import contextlib
 import json
+import math
+import re
 import secrets
 import threading
 import time
@@ -74,6 +76,10 @@ class ServerConfig:
     continue_ttl: float = 300.0  # how long a paged list's snapshot stays readable (wall seconds)
     continue_snapshots: int = 256
     max_body: int = 3 * 1024 * 1024  # bytes, kube-apiserver's limit for a write request
+    # Nesting depth of a request body. Our deepest real manifest (a DPUServiceTemplate's Helm values) is far
+    # below it; a deeper document is an attack on the recursive code behind decoding (admission, pruning,
+    # managedFields), not a manifest.
+    max_depth: int = 100
 
 
 class UnsupportedMediaType(ApiError):
@@ -248,14 +254,163 @@ def field_manager(request: web.Request, required: bool = False) -> str:
     if manager:
         if len(manager) > 128:
             raise BadRequest("fieldManager: Too long: may not be longer than 128")
+        bad = next((i for i, ch in enumerate(manager) if not ch.isprintable()), None)
+        if bad is not None:
+            # The manager lands in managedFields: a control character or a lone surrogate there would break
+            # every later serialization of the object.
+            raise BadRequest(f"fieldManager: Invalid value: {manager!r}: invalid character at position {bad}")
         return manager
     if required:
         raise BadRequest("PATCH requests with apply content type must specify a fieldManager (the fieldManager query parameter)")
-    # As the API server: the user agent up to the first "/".
-    return (request.headers.get("User-Agent") or "unknown").split("/")[0][:128]
+    # As the API server: the user agent up to the first "/", without its non-printable characters.
+    agent = (request.headers.get("User-Agent") or "").split("/")[0]
+    return "".join(ch for ch in agent if ch.isprintable())[:128] or "unknown"
 
 
-async def read_body(request: web.Request, allowed: Iterable[str]) -> Any:
+def query_bool(request: web.Request, name: str) -> bool:
+    """A boolean query parameter as Go's strconv.ParseBool reads it; anything else is a 400."""
+    value = request.query.get(name, "")
+    if value in ("", "0", "f", "F", "false", "FALSE", "False"):
+        return False
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    raise BadRequest(f'{name}: invalid value "{value}": strconv.ParseBool: parsing "{value}": invalid syntax')
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+INT64_MAX = 2**63 - 1
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    """An int64 query parameter (None when absent), or a 400 like the API server's conversion error."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    # The length check first: int() of thousands of digits is itself an error (Python's digit limit).
+    if len(value) > 20 or not _INT.fullmatch(value) or not -INT64_MAX - 1 <= int(value) <= INT64_MAX:
+        raise BadRequest(f'invalid {name}: "{value}": strconv.ParseInt: parsing "{value}": invalid syntax')
+    return int(value)
+
+
+_RV = re.compile(r"[0-9]+")
+
+
+def parse_resource_version(rv: str) -> int:
+    """A resourceVersion as the API server's versioner parses it (uint64 digits), or a 400."""
+    if len(rv) > 20 or not _RV.fullmatch(rv) or int(rv) >= 2**64:
+        raise BadRequest(f'invalid resource version: "{rv}"')
+    return int(rv)
+
+
+def check_read_rv(store: MemoryStore, rv: str) -> None:
+    """A get/list/watch's resourceVersion: "" and "0" are any; a number must be one the store has reached."""
+    if rv in ("", "0"):
+        return
+    wanted = parse_resource_version(rv)
+    current = int(store.current_resource_version())
+    if wanted > current:
+        raise ResourceVersionTooLarge(f"Too large resource version: {wanted}, current: {current}")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as sigs.k8s.io/yaml reads it (YAML -> JSON): no timestamps (they stay strings), keys are strings."""
+
+
+# Drop the timestamp resolver: `2001-12-14` is the string a Go client means, not a date JSON cannot carry.
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_mapping(loader: _YamlLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    loader.flatten_mapping(node)  # `<<` merge keys, as go-yaml
+    out: dict[str, Any] = {}
+    for key, value in loader.construct_pairs(node, deep=True):
+        if isinstance(key, bool):
+            key = "true" if key else "false"
+        elif key is None:
+            key = "null"
+        elif isinstance(key, int | float):
+            key = str(key)
+        if not isinstance(key, str):
+            raise BadRequest(f"the body of the request could not be decoded: a mapping key must be a string, got {type(key).__name__}")
+        out[key] = value
+    return out
+
+
+_YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _yaml_mapping)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")  # Go's json rejects NaN/Infinity
+
+
+def check_document(doc: Any, *, max_depth: int, max_nodes: int) -> None:
+    """Refuse what JSON cannot carry or the twin must not store: too deep, alias bombs (more nodes than the
+    body had bytes), non-finite numbers, unpaired surrogates (they break every later serialization of the
+    object), and YAML-only values (bytes, sets...). Iterative, so the check itself cannot overflow the stack."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > max_nodes:
+            raise BadRequest("the body of the request could not be decoded: the document expands to more values than its size allows")
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, bool) or value is None or isinstance(value, int):
+            continue
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise BadRequest("the body of the request could not be decoded: a number is out of range")
+        elif isinstance(value, dict | list):
+            if depth > max_depth:
+                raise BadRequest(f"the body of the request could not be decoded: exceeded max depth of {max_depth}")
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if not isinstance(k, str):
+                        raise BadRequest("the body of the request could not be decoded: a mapping key must be a string")
+                    _check_text(k)
+                    stack.append((v, depth + 1))
+            else:
+                stack.extend((v, depth + 1) for v in value)
+        else:
+            raise BadRequest(f"the body of the request could not be decoded: a {type(value).__name__} has no JSON form")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the body of the request could not be decoded: invalid Unicode (unpaired surrogate)") from None
+
+
+def decode_document(raw: bytes, mt: str, config: ServerConfig) -> Any:
+    """JSON (or YAML for the YAML media types) -> a checked document, or BadRequest; never anything else."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the body of the request could not be decoded: invalid UTF-8 at byte {e.start}") from None
+    try:
+        if mt in (YAML, APPLY_PATCH):
+            try:
+                doc = json.loads(text, parse_constant=_no_constant)
+            except ValueError:
+                doc = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass: no arbitrary objects
+        else:
+            doc = json.loads(text, parse_constant=_no_constant)
+    # ValueError covers JSON syntax and Python's int-digit limit; RecursionError a nesting the decoder
+    # cannot follow; TypeError a YAML construct with no JSON form (an unhashable key).
+    except (ValueError, yaml.YAMLError, RecursionError, TypeError) as e:
+        reason = "exceeded max depth" if isinstance(e, RecursionError) else str(e)
+        raise BadRequest(f"the body of the request could not be decoded: {reason}") from None
+    check_document(doc, max_depth=config.max_depth, max_nodes=len(raw) + 1)
+    return doc
+
+
+async def read_body(request: web.Request, allowed: Iterable[str], config: ServerConfig) -> Any:
+    allowed = tuple(allowed)
     mt = media_type(request)
     if not mt and JSON in allowed:
         mt = JSON  # as the API server: no Content-Type means its first serializer, JSON
@@ -266,16 +421,7 @@ async def read_body(request: web.Request, allowed: Iterable[str]) -> Any:
     raw = await request.read()
     if not raw:
         raise BadRequest("the request body is empty")
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        if mt in (YAML, APPLY_PATCH):
-            try:
-                return json.loads(text)
-            except json.JSONDecodeError:
-                return yaml.safe_load(text)
-        return json.loads(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise BadRequest(f"the body of the request could not be decoded: {e}") from None
+    return decode_document(raw, mt, config)
 
 
 def _parse_time(s: str) -> float:
@@ -338,7 +484,11 @@ async def handle(request: web.Request, shared: Shared, cluster: Cluster, route: 
     is_watch = route.watch or request.query.get("watch", "").lower() in ("1", "true")
     if request.query.get("dryRun"):
         raise BadRequest("dryRun is not supported by the twin API server")
+    if route.watch and method != "GET":
+        raise MethodNotAllowed(f"{method} is not supported on a watch")
     if method == "GET" and is_watch:
+        if route.subresource is not None:
+            raise NotFound(f"the server could not find the requested resource ({route.cls.KIND.plural}/{route.subresource})")
         return await watch(request, shared, cluster, route)
     check_accept(request)
     if route.subresource not in (None, "status"):
@@ -369,8 +519,16 @@ async def handle(request: web.Request, shared: Shared, cluster: Cluster, route: 
 def _respond(obj: dict[str, Any], status: int = 200, warnings: list[str] | None = None) -> web.Response:
     headers = {}
     if warnings:
-        headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+        headers["Warning"] = ", ".join(f'299 - "{_header_text(w)}"' for w in warnings)
     return web.json_response(obj, status=status, headers=headers, dumps=_dumps)
+
+
+def _header_text(text: str, limit: int = 256) -> str:
+    """Warning text as an RFC 7230 quoted-string body, as the API server writes it: field names come from the
+    request, so a quote or backslash is escaped, and a newline or non-ASCII character (which would split the
+    header or fail to encode) becomes "?"."""
+    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    return printable.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _dumps(obj: Any) -> str:
@@ -382,7 +540,13 @@ def _dumps(obj: Any) -> str:
 
 async def get(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
     assert route.name is not None
-    obj = await shared.call(lambda: cluster.store.get(route.cls, route.name or "", route.namespace))
+    rv = request.query.get("resourceVersion", "")
+
+    def read() -> KubeObject:
+        check_read_rv(cluster.store, rv)
+        return cluster.store.get(route.cls, route.name or "", route.namespace)
+
+    obj = await shared.call(read)
     wire = obj.wire()
     if tables.wants_table(request.headers.get("Accept", "")):
         return _respond(tables.table(route.cls, [wire], shared.now(), _parse_time, request.query.get("includeObject", "Metadata"),
@@ -396,15 +560,10 @@ def _list_rv(store: MemoryStore, rv: str, match: str) -> None:
         raise BadRequest(f'resourceVersionMatch: Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"')
     if match and not rv:
         raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+    check_read_rv(store, rv)
     if rv in ("", "0"):
         return
-    try:
-        wanted = int(rv)
-    except ValueError:
-        raise BadRequest(f'invalid resource version: "{rv}"') from None
-    current = int(store.current_resource_version())
-    if wanted > current:
-        raise ResourceVersionTooLarge(f"Too large resource version: {wanted}, current: {current}")
+    wanted, current = int(rv), int(store.current_resource_version())
     if match == "Exact" and wanted != current:
         raise Gone(f"too old resource version: {wanted} ({current})")
 
@@ -413,10 +572,7 @@ async def list_objects(request: web.Request, shared: Shared, cluster: Cluster, r
     q = request.query
     cls = route.cls
     sel = Selection(cls, q.get("labelSelector"), q.get("fieldSelector"))
-    try:
-        limit = int(q.get("limit") or 0)
-    except ValueError:
-        raise BadRequest(f'invalid limit: "{q.get("limit")}"') from None
+    limit = query_int(request, "limit") or 0
     token = q.get("continue", "")
 
     def read() -> tuple[list[KubeObject], str, str | None, int | None]:
@@ -460,13 +616,18 @@ def _encode_continue(sid: str, start: int, rv: str) -> str:
 
 
 def _decode_continue(token: str) -> tuple[str, int, str]:
+    invalid = BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
     try:
         doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if doc.get("v") != "meta.k8s.io/v1":
-            raise ValueError("version")
-        return str(doc["id"]), int(doc["start"]), str(doc["rv"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+    except (ValueError, TypeError, binascii.Error, RecursionError):
+        raise invalid from None
+    # A forged token is any JSON at all: check every field's type before using it.
+    if not isinstance(doc, dict) or doc.get("v") != "meta.k8s.io/v1":
+        raise invalid
+    sid, start, rv = doc.get("id"), doc.get("start"), doc.get("rv")
+    if not isinstance(sid, str) or type(start) is not int or type(rv) is not int or start < 0 or rv < 0:
+        raise invalid
+    return sid, start, str(rv)
 
 
 # ---- watch ----------------------------------------------------------------------------------------------------
@@ -507,11 +668,13 @@ async def watch(request: web.Request, shared: Shared, cluster: Cluster, route: R
         raise Invalid(cls.KIND.kind, "", [FieldCause("resourceVersionMatch",
                                                      "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
                                                      "FieldValueForbidden")])
+    if rv not in ("", "0"):
+        # As the watch cache: an unparseable resourceVersion is the request's error (HTTP 400); one that
+        # parses but is too old or too new is reported in the stream, as an ERROR event.
+        parse_resource_version(rv)
     bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
-    try:
-        timeout = float(q.get("timeoutSeconds") or shared.config.watch_timeout)
-    except ValueError:
-        raise BadRequest(f'invalid timeoutSeconds: "{q.get("timeoutSeconds")}"') from None
+    seconds = query_int(request, "timeoutSeconds")
+    timeout = float(shared.config.watch_timeout if seconds is None else max(seconds, 0))
     as_table = tables.wants_table(request.headers.get("Accept", ""))
     include = q.get("includeObject", "Metadata")
     info = cls.KIND
@@ -612,7 +775,11 @@ def _check_identity(body: Any, route: Route, *, for_create: bool) -> dict[str, A
         raise BadRequest(f"the API version in the data ({api_version}) does not match the expected API version ({info.api_version})"
                          if api_version != info.api_version else
                          f"the kind in the data ({kind}) does not match the expected kind ({info.kind})")
-    md = dict(raw.get("metadata") or {})
+    md_in = raw.get("metadata")
+    if md_in is not None and not isinstance(md_in, dict):
+        raise BadRequest(f"Object 'metadata' is not a map: the metadata of {info.kind} must be a JSON object, "
+                         f"got {type(md_in).__name__}")
+    md = dict(md_in or {})
     if info.namespaced:
         if md.get("namespace") and route.namespace and md["namespace"] != route.namespace:
             raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
@@ -642,7 +809,7 @@ def _validate_fields(request: web.Request, raw: dict[str, Any], cls: type[KubeOb
 
 
 async def create(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
-    body = await read_body(request, (JSON, YAML))
+    body = await read_body(request, (JSON, YAML), shared.config)
     raw = _check_identity(body, route, for_create=True)
     raw, warnings = _validate_fields(request, raw, route.cls)
     manager = field_manager(request)
@@ -659,7 +826,7 @@ async def create(request: web.Request, shared: Shared, cluster: Cluster, route: 
 
 
 async def update(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
-    body = await read_body(request, (JSON, YAML))
+    body = await read_body(request, (JSON, YAML), shared.config)
     raw = _check_identity(body, route, for_create=False)
     raw, warnings = _validate_fields(request, raw, route.cls)
     manager = field_manager(request)
@@ -693,7 +860,7 @@ async def patch(request: web.Request, shared: Shared, cluster: Cluster, route: R
     allowed = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH]
     if info.group in discovery.BUILTIN_GROUPS:
         allowed.insert(2, STRATEGIC_PATCH)
-    body = await read_body(request, allowed)
+    body = await read_body(request, allowed, shared.config)
     if mt == APPLY_PATCH:
         return await server_side_apply(request, shared, cluster, route, body)
     manager = field_manager(request)
@@ -733,7 +900,7 @@ async def server_side_apply(request: web.Request, shared: Shared, cluster: Clust
     cls = route.cls
     info = cls.KIND
     manager = field_manager(request, required=True)
-    force = request.query.get("force", "").lower() in ("true", "1")
+    force = query_bool(request, "force")
     config = _check_identity(body, route, for_create=False)
     config, warnings = _validate_fields(request, config, cls)
     if (config.get("metadata") or {}).get("managedFields"):
@@ -763,19 +930,42 @@ async def server_side_apply(request: web.Request, shared: Shared, cluster: Clust
     return _respond(obj.wire(), code, warnings)
 
 
-async def _delete_options(request: web.Request) -> dict[str, Any]:
+# DeleteOptions fields and the JSON types they decode from (the rest of the struct is ignored, as Go ignores
+# unknown fields here).
+_DELETE_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "gracePeriodSeconds": (int,), "propagationPolicy": (str,), "orphanDependents": (bool,), "preconditions": (dict,),
+    "dryRun": (list,), "kind": (str,), "apiVersion": (str,),
+}
+
+
+async def _delete_options(request: web.Request, config: ServerConfig) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if request.can_read_body:
         raw = await request.read()
         if raw.strip():
             try:
-                opts = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise BadRequest(f"the DeleteOptions body could not be decoded: {e}") from None
+                opts = decode_document(raw, JSON, config)
+            except BadRequest as e:
+                raise BadRequest(e.message.replace("the body of the request", "the DeleteOptions body")) from None
             if not isinstance(opts, dict):
                 raise BadRequest("DeleteOptions must be a JSON object")
+    for key, types in _DELETE_OPTION_TYPES.items():
+        value = opts.get(key)
+        # bool is an int in Python, not in Go's decoder.
+        if value is not None and (not isinstance(value, types) or (types == (int,) and isinstance(value, bool))):
+            raise BadRequest(f"the DeleteOptions body could not be decoded: {key} must be a {types[0].__name__}, "
+                             f"got {type(value).__name__}")
+    pre = opts.get("preconditions") or {}
+    for key in ("uid", "resourceVersion"):
+        if pre.get(key) is not None and not isinstance(pre[key], str):
+            raise BadRequest(f"the DeleteOptions body could not be decoded: preconditions.{key} must be a string")
+    if opts.get("dryRun"):
+        raise BadRequest("dryRun is not supported by the twin API server")  # a dry run must never delete
+    query_int(request, "gracePeriodSeconds")
     if "propagationPolicy" in request.query:
         opts["propagationPolicy"] = request.query["propagationPolicy"]
+    if query_bool(request, "orphanDependents") and "propagationPolicy" not in opts:
+        opts["propagationPolicy"] = "Orphan"
     if opts.get("orphanDependents") is True and "propagationPolicy" not in opts:
         opts["propagationPolicy"] = "Orphan"
     return opts
@@ -790,7 +980,7 @@ def _propagation(opts: dict[str, Any]) -> Propagation:
 
 async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
     cls = route.cls
-    opts = await _delete_options(request)
+    opts = await _delete_options(request, shared.config)
     policy = _propagation(opts)
     pre = opts.get("preconditions") or {}
     name = route.name or ""
@@ -812,7 +1002,7 @@ async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: 
 
 async def delete_collection(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
     cls = route.cls
-    opts = await _delete_options(request)
+    opts = await _delete_options(request, shared.config)
     policy = _propagation(opts)
     sel = Selection(cls, request.query.get("labelSelector"), request.query.get("fieldSelector"))
 

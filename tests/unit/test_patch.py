@@ -164,3 +164,8 @@ def test_json_equality() -> None:
         and not json_equal([1], [1, 2])
         and not json_equal({"a": 1}, {"b": 1})
     )
+
+
+def test_json_patch_with_an_unhashable_op_name_is_malformed_not_a_crash() -> None:
+    with pytest.raises(PatchError, match="unsupported op"):
+        json_patch({"a": 1}, [{"op": [], "path": "/a"}])
