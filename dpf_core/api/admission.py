@@ -182,12 +182,44 @@ def _get_path(d: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+_MISSING: Any = object()
+
+
+def _typed_get(obj: Any, dotted: str) -> Any:
+    """The value at a wire path, read from the typed object (field aliases or names); _MISSING when the
+    path does not map onto fields (extra keys, lists)."""
+    node = obj
+    for part in dotted.split("."):
+        if isinstance(node, BaseModel):
+            fields = type(node).model_fields
+            name = part if part in fields else next((n for n, f in fields.items() if f.alias == part), None)
+            if name is None:
+                return _MISSING
+            node = getattr(node, name)
+        elif isinstance(node, Mapping):
+            node = node.get(part, _MISSING)
+            if node is _MISSING:
+                return _MISSING
+        else:
+            return None if node is None else _MISSING
+    return node
+
+
 def _immutability(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
     if not paths:
         return []
+    # Equal typed values dump equal, so only a path whose typed values differ needs the wire comparison
+    # (None against an empty default and the like): no full dump of both objects on every update.
+    changed = []
+    for p in paths:
+        before, after = _typed_get(old, p.rstrip("?")), _typed_get(new, p.rstrip("?"))
+        if before is _MISSING or after is _MISSING or before != after:
+            changed.append(p)
+    if not changed:
+        return []
     nw, ow = new.wire(), old.wire()
     causes = []
-    for p in paths:
+    for p in changed:
         once_set = p.endswith("?")
         path = p.rstrip("?")
         before, after = _get_path(ow, path), _get_path(nw, path)

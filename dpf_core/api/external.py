@@ -39,9 +39,25 @@ def _map() -> Any:
     return Field(default_factory=dict, exclude_if=_is_empty)
 
 
+def _blank(m: BaseModel) -> bool:
+    """`not m.model_dump(exclude_none=True)` without dumping: every field is None or excluded by its own
+    `exclude_if`, and no extra field is set. Every dump of a Pod or Node asks this of each nested struct."""
+    if m.__pydantic_extra__ and any(v is not None for v in m.__pydantic_extra__.values()):
+        return False
+    values = m.__dict__
+    for name, info in type(m).model_fields.items():
+        v = values.get(name)
+        if v is None or info.exclude is True:
+            continue
+        if info.exclude_if is not None and info.exclude_if(v):
+            continue
+        return False
+    return True
+
+
 def _sub(factory: Callable[[], BaseModel]) -> Any:
     # A nested struct that reads as absent when nothing in it is set (Go's non-pointer status structs).
-    return Field(default_factory=factory, exclude_if=lambda v: not v.model_dump(exclude_none=True))
+    return Field(default_factory=factory, exclude_if=_blank)
 
 
 class ExternalObject(KubeObject):

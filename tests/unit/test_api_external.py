@@ -6,10 +6,12 @@ import copy
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from dpf_core.api import external as ext
 from dpf_core.api import registry
 from dpf_core.api.admission import decode
+from dpf_core.api.external import Node, Pod
 from dpf_core.api.meta import KubeObject
 from dpf_core.errors import Invalid
 
@@ -469,3 +471,26 @@ def test_external_kinds_built_by_controllers() -> None:
         },
     )
     assert svc.spec.ports[0].port == 6443 and "status" not in svc.wire()
+
+
+@pytest.mark.parametrize("raw", [
+    {},
+    {"status": {}},
+    {"status": {"phase": "Running"}},
+    {"status": {"conditions": []}},
+    {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+    {"status": {"podIP": None}},
+    {"spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"containerStatuses": []}},
+    {"status": {"someFutureField": {"x": 1}}},
+    {"status": {"someFutureField": None}},
+])
+def test_a_nested_struct_reads_as_absent_exactly_when_its_dump_is_empty(raw: dict[str, Any]) -> None:
+    """external._blank decides `_sub` fields without dumping; it must agree with the dump it replaces."""
+    from dpf_core.api.external import _blank
+
+    for cls, ns in ((Pod, "ns"), (Node, None)):
+        obj = cls.model_validate({"apiVersion": "v1", "kind": cls.KIND.kind, "metadata": {"name": "a", "namespace": ns}, **raw})
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            if isinstance(value, BaseModel):
+                assert _blank(value) == (not value.model_dump(exclude_none=True)), (cls.KIND.kind, name, raw)
