@@ -1063,7 +1063,8 @@ class DPUReconciler:
             err = e
             ctx.log.debug("DPU %s/%s %s: %s", dpu.namespace, dpu.name, dpu.status.phase.value, e)
 
-        if p.status.wire() != dpu.status.wire():
+        # Typed equality first (cheap, and equal objects dump equal); the wire decides when they differ.
+        if p.status != dpu.status and p.status.wire() != dpu.status.wire():
             ctx.client.update_status(p.dpu.with_status(p.status))
             for hook in p.after_write:
                 hook()

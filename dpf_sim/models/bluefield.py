@@ -354,12 +354,17 @@ class BlueFields:
     def _status_latency(self, bf: BlueField) -> float:
         """RebootStatus latencies come from their own stream, in call order, so drawing some ahead (a
         skipped-poll window) gives every poll the number it would have had anyway."""
+        latency = self.params.dms_latency
+        if latency.is_constant:
+            return latency.sample(None)  # type: ignore[arg-type]  # a constant draws nothing
         if bf.status_latencies:
             return bf.status_latencies.pop(0)
-        return float(self.params.dms_latency.sample(self.streams.get(f"{bf.name}/reboot-status")))
+        return float(latency.sample(self.streams.get(f"{bf.name}/reboot-status")))
 
     def _latency_ahead(self, bf: BlueField, i: int) -> float:
         """The latency the i-th RebootStatus call from now will take (drawn now, kept in order)."""
+        if self.params.dms_latency.is_constant:
+            return self.params.dms_latency.sample(None)  # type: ignore[arg-type]
         while len(bf.status_latencies) <= i:
             bf.status_latencies.append(float(self.params.dms_latency.sample(self.streams.get(f"{bf.name}/reboot-status"))))
         return bf.status_latencies[i]

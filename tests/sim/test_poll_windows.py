@@ -28,6 +28,7 @@ fleet:
   racks: 1
   hosts_per_rack: 8
 keepLog: true
+{{models}}
 timeline:
   - at: 0s
     apply:
@@ -64,9 +65,16 @@ def run(text: str, coalesce: bool) -> tuple[dict[str, Any], Runner]:
     return result.report, runner
 
 
-@pytest.mark.parametrize("extra", ["", DMS_FAULT], ids=["power-cycles", "power-cycles-and-dms-fault"])
-def test_skipping_polls_gives_the_same_run_as_polling_one_by_one(extra: str) -> None:
-    text = SCENARIO.replace("{extra}", extra).replace("{ready}", "8")
+# A random DMS latency: the window draws the polls' latencies ahead and a disturbance hands back the unused ones.
+RANDOM_LATENCY = """models:
+  blueField:
+    dms_latency: {dist: uniform, low: 10ms, high: 90ms}"""
+
+
+@pytest.mark.parametrize(("extra", "models"), [("", ""), (DMS_FAULT, ""), ("", RANDOM_LATENCY), (DMS_FAULT, RANDOM_LATENCY)],
+                         ids=["power-cycles", "power-cycles-and-dms-fault", "random-latency", "random-latency-and-dms-fault"])
+def test_skipping_polls_gives_the_same_run_as_polling_one_by_one(extra: str, models: str) -> None:
+    text = SCENARIO.replace("{extra}", extra).replace("{ready}", "8").replace("{models}", models)
     skipped, world = run(text, coalesce=True)
     polled, reference = run(text, coalesce=False)
     assert world.twin.bluefields.polls_skipped > 500  # the windows really ran (until the fault, if any)
