@@ -12,11 +12,12 @@ import simpy
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from dpf_core.api.external import Node, NodeMaintenance, Pod, Secret, Service, TenantControlPlane
+from dpf_core.api.external import Node, NodeMaintenance, Pod, PodStatus, Secret, Service, TenantControlPlane
 from dpf_core.controllers.hostnetwork import hostnetwork_step
 from dpf_core.errors import ApiError
 from dpf_core.runtime import rfc3339
 from dpf_core.store.memory import MemoryStore
+from dpf_core.store.patch import merge_patch
 from dpf_core.store.protocol import Client, WatchEvent
 
 from .durations import Duration
@@ -211,7 +212,7 @@ class ClusterWorld:
             "containerStatuses": [{"name": c.get("name", "main"), "ready": not hostnetwork, "restartCount": 0,
                                    "image": c.get("image", ""), "imageID": "", "started": True,
                                    "state": {"running": {"startedAt": now}}}
-                                  for c in (pod.model_dump(by_alias=True).get("spec") or {}).get("containers", [])],
+                                  for c in (pod.spec.model_dump(by_alias=True).get("containers") or [])],
         }
         self._patch_pod_status(ns, name, status)
         if dpu is None or dpu not in self.bluefields.dpus:
@@ -222,8 +223,14 @@ class ClusterWorld:
             yield from self._hostnetwork_agent(ns, name, dpu)
 
     def _patch_pod_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
+        """The kubelet's status patch: merged into the pod's status and written through the status subresource
+        (a typed write of the status alone, not a patch of the whole pod through admission)."""
+        pod = self.host.try_get(Pod, name, ns)
+        if pod is None:
+            return
+        merged = merge_patch(pod.status.model_dump(by_alias=True, exclude_none=True), status)
         with contextlib.suppress(ApiError):
-            self.host.patch(Pod, name, ns, {"status": status}, subresource="status")
+            self.host.update_status(pod.with_status(PodStatus.model_validate(merged)))
 
     def _hostnetwork_agent(self, ns: str, name: str, dpu: str) -> Generator[Any, Any, None]:
         """The `<dpu>-hostnetwork` pod: the core's host network step every 5 s until configured."""
@@ -232,7 +239,7 @@ class ClusterWorld:
         pod = self.host.try_get(Pod, name, ns)
         env = {}
         if pod is not None:
-            for c in (pod.model_dump(by_alias=True).get("spec") or {}).get("containers", []):
+            for c in pod.spec.model_dump(by_alias=True).get("containers") or []:
                 for e in c.get("env") or []:
                     env[e.get("name")] = e.get("value")
         num_vfs = int(env.get("num_of_vfs") or 16)
