@@ -42,6 +42,7 @@ from dpf_core.controllers.dpu_tasks import (
     parse_install_started,
     runs_activation,
 )
+from dpf_core.errors import ServiceUnavailable
 from dpf_core.ports import Ports
 from dpf_core.ports.ops import (
     GnmiSetMode,
@@ -846,6 +847,27 @@ def test_ready_recreates_missing_pods_and_relabels_the_node(world: World) -> Non
     world.run(12)
     assert world.dpu_cluster.get(Node, DPU_NAME).metadata.labels[HOST_NODE_LABEL] == HOST
     assert world.dpu().status.phase == DPUPhase.READY
+
+
+def test_ready_rides_out_an_api_server_brownout_instead_of_erroring(world: World) -> None:
+    """DPF's Ready phase turns any error while checking its pods into a terminal Error; a 503 from an
+    overloaded API server is retried instead (docs/differences.md)."""
+    world.add_dpu(nodeEffect={"noEffect": True})
+    world.to_ready()
+    real_try_get = world.host.try_get
+
+    def browned_out(cls: Any, name: str, namespace: str | None = None) -> Any:
+        if cls is Pod:
+            raise ServiceUnavailable("the server is currently unable to handle the request")
+        return real_try_get(cls, name, namespace)
+
+    world.host.try_get = browned_out  # type: ignore[method-assign]
+    world.run(12)
+    assert world.dpu().status.phase == DPUPhase.READY
+    assert world.cond("Ready")[:2] == ("False", "DPUNodeNotReady")
+    world.host.try_get = real_try_get  # type: ignore[method-assign]
+    world.run(400)
+    assert world.dpu().status.phase == DPUPhase.READY and world.cond("Ready")[0] == "True"
 
 
 # --- deletion ----------------------------------------------------------------------------------------------
