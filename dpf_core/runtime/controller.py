@@ -150,12 +150,13 @@ class from_object:
         self.fn = fn
 
     def __call__(self, ev: WatchEvent) -> Iterable[Request]:
-        out: list[Request] = []
+        # Ordered and deduplicated in O(n): a map function may return thousands of requests (every DPU
+        # without a cluster), and a list membership test made that quadratic.
+        out: dict[Request, None] = {}
         for obj in _objects(ev):
             for req in self.fn(obj):
-                if req not in out:
-                    out.append(req)
-        return out
+                out[req] = None
+        return list(out)
 
 
 # -- predicates -------------------------------------------------------------------------------------
