@@ -12,7 +12,7 @@ from dpf_sim.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 # Benchmarks, not tests: their size is the point.
-BENCHMARK_ONLY = {"fleet-10k.yaml", "fleet-100k.yaml", "fleet-10k-services.yaml", "chaos.yaml"}
+BENCHMARK_ONLY = {"fleet-10k.yaml", "fleet-100k.yaml", "fleet-10k-services.yaml", "chaos.yaml", "rolling-bfb-upgrade-5000.yaml"}
 
 
 def shipped() -> list[Path]:
