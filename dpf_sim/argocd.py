@@ -85,6 +85,8 @@ class ArgoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sync_delay: Duration = Duration.of("3s")
+    # A sync the destination's API server failed is compared again on ArgoCD's reconciliation timeout.
+    resync: Duration = Duration.of("180s")
 
 
 def _norm(url: str) -> str:
@@ -193,6 +195,10 @@ class ArgoCD:
         self.params = params or ArgoParams()
         self._scheduled: set[tuple[str, str]] = set()
         self.syncs = 0
+        self.failed_syncs = 0
+        # How ArgoCD reaches a destination store (name, store) -> client: faults put a browned-out API server
+        # in between (dpf_sim.faults); None = directly.
+        self.reach: Callable[[str, MemoryStore], Any] | None = None
         host.subscribe(self._on_application, [Application])
         self.watch_store("host", host)
 
@@ -219,11 +225,27 @@ class ArgoCD:
         self._scheduled.add(key)
         self.env.process(self._later(key))
 
-    def _later(self, key: tuple[str, str]) -> Generator[Any, Any, None]:
-        yield self.env.timeout(self.params.sync_delay.sample(self.rng))
+    def _later(self, key: tuple[str, str], delay: float | None = None) -> Generator[Any, Any, None]:
+        yield self.env.timeout(self.params.sync_delay.sample(self.rng) if delay is None else delay)
         self._scheduled.discard(key)
-        with contextlib.suppress(ApiError):
+        try:
             self.sync(*key)
+        except ApiError as e:
+            self.failed_syncs += 1
+            self._unreachable(key, e)
+            if key not in self._scheduled:
+                self._scheduled.add(key)
+                self.env.process(self._later(key, self.params.resync.sample(self.rng)))
+
+    def _unreachable(self, key: tuple[str, str], err: ApiError) -> None:
+        """What ArgoCD shows while it cannot compare an Application with its cluster."""
+        app = self.host.try_get(Application, key[1], key[0])
+        if app is None or app.metadata.deletion_timestamp is not None:
+            return
+        health = app.status.health.status if app.status.health and app.status.health.status else "Unknown"
+        message = f"Failed to load live state: {err}"
+        self._status(app, "Unknown", health, "", [{"type": "ComparisonError", "message": message}],
+                     list(app.status.resources))
 
     # --- destination ------------------------------------------------------------------------------------
     def destination(self, app: Application) -> MemoryStore:
@@ -239,7 +261,8 @@ class ArgoCD:
             # DPUCluster: accept either, as long as the Secret points at a twin store.
             names = {data.get("name"), s.metadata.labels.get(LABEL_DPU_CLUSTER), store_name.rpartition("/")[2]}
             if dest.name in names and store_name in stores:
-                return stores[store_name]
+                store = stores[store_name]
+                return self.reach(store_name, store) if self.reach is not None else store
         raise SyncError(f"there are no clusters with this name: {dest.name}")
 
     # --- sync -------------------------------------------------------------------------------------------

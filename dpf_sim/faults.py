@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from dpf_core.api.external import Node, TenantControlPlane
 from dpf_core.api.meta import Model
-from dpf_core.api.provisioning import BFB, DPU
+from dpf_core.api.provisioning import BFB
 from dpf_core.errors import ApiError, ServiceUnavailable, TooManyRequests
 from dpf_core.ports.ops import DmsTarget, OpError, OsActivate
 from dpf_core.runtime import Manager, rfc3339
@@ -189,6 +189,15 @@ class ClusterParams(FaultParams):
     cluster: str | None = Field(default=None, description='"<ns>/<name>"; default every DPU cluster')
 
 
+class ChurnParams(Model):
+    """DPUServices created, updated and deleted while the faults run (dpf_sim.chaos.churn_plan)."""
+
+    services: int = Field(default=4, ge=0, description="DPUServices created, in the first half of `over`")
+    updates: int = Field(default=6, ge=0, description="helm values or chart version changes of a live one")
+    deletes: int = Field(default=2, ge=0, description="of the created ones deleted before `over` ends")
+    namespace: str = "chaos-services"
+
+
 class ChaosParams(FaultParams):
     """A random schedule of faults drawn from the run's seed (dpf_sim.chaos.schedule)."""
 
@@ -197,6 +206,8 @@ class ChaosParams(FaultParams):
     max_duration: Seconds = 900.0
     types: list[str] | None = None
     protect_bfbs: list[str] = Field(default_factory=list, description="BFB names no BFB fault may target")
+    churn: ChurnParams | None = Field(default=None, description="DPUService churn drawn from the seed alongside "
+                                                                "(needs the services attachment)")
 
 
 # --- the injector -------------------------------------------------------------------------------------------
@@ -264,9 +275,9 @@ class Injector:
         return chosen
 
     def dpu_cluster_of(self, dpu: str) -> str | None:
-        for d in self.twin.host.list(DPU):
-            if d.name == dpu and d.spec.cluster.name:
-                return f"{d.spec.cluster.namespace or d.namespace}/{d.spec.cluster.name}"
+        d = self.twin.dpu_names.find(dpu)
+        if d is not None and d.spec.cluster.name:
+            return f"{d.spec.cluster.namespace or d.namespace}/{d.spec.cluster.name}"
         return None
 
     # --- guards (installed once, pass-through while no fault is active) ----------------------------------
@@ -283,8 +294,16 @@ class Injector:
                 self.wrap_manager(m)
         elif self._clusters_guard is None:
             ports = self.twin.ports
-            self._clusters_guard = ClustersGuard(ports.clusters, self)
+            raw = ports.clusters
+            self._clusters_guard = ClustersGuard(raw, self)
             ports.clusters = self._clusters_guard
+            # The DPUService controllers reach the DPU clusters through their own Ports (services attachment),
+            # and ArgoCD syncs into them: both must meet the same API server as the provisioning controllers.
+            services = getattr(self.twin, "services", None)
+            if services is not None:
+                if getattr(services.ports, "clusters", None) is raw:
+                    services.ports.clusters = self._clusters_guard
+                services.argocd.reach = lambda name, st: self._guards.get(name, st)
         if self._cost_guard is None:
             self._cost_guard = LatencyCost(self.twin.driver.cost, self)
             self.twin.driver.cost = self._cost_guard  # type: ignore[assignment]  # duck-typed CostModel
@@ -554,6 +573,9 @@ class FlashFailure(DmsFault):
             self.injector.log(f"{self.record.marker}: flash of {dpu} will fail")
 
 
+WATCHDOG_RECHECK = 5.0  # s between the BMC watchdog's looks at a host still down
+
+
 class DpuHang(Fault):
     params_model = DpuTargets
     summary = ("the next boot of each target DPU hangs (RebootStatus stays active); when the fault clears, the BMC "
@@ -589,17 +611,27 @@ class DpuHang(Fault):
                     pending.discard(d)
 
     def stop(self) -> None:
-        hosts = self.twin.hosts
         cycled: set[str] = set()
         for d in self.targets:
             bf = self.twin.bluefields.get(d)
             if bf.boot_fault == "hang":
                 bf.boot_fault = None
-            elif bf.state == DpuState.HUNG and bf.host not in cycled and hosts.is_up(bf.host):
+            elif bf.state == DpuState.HUNG and bf.host not in cycled:
                 cycled.add(bf.host)
-                rng = self.twin.streams.get(f"powercycle/{bf.host}")
-                hosts.reboot(bf.host, hosts.params.power_cycle_time.sample(rng), power_cycle=True)
-                self.injector.log(f"{self.record.marker}: watchdog power-cycles {bf.host} ({d} hung)")
+                self.twin.env.process(self._watchdog(bf.host, d))
+
+    def _watchdog(self, host: str, dpu: str) -> Generator[Any, Any, None]:
+        """Power-cycle the host of a DPU still hung. A host in its own reboot is waited for first: its return
+        does not reset the DPU (the reset was at its start), so a DPU that hung then would stay hung for good
+        (chaos seed 242)."""
+        hosts = self.twin.hosts
+        while not hosts.is_up(host):
+            yield self.twin.env.timeout(WATCHDOG_RECHECK)
+        if self.twin.bluefields.get(dpu).state != DpuState.HUNG:
+            return
+        rng = self.twin.streams.get(f"powercycle/{host}")
+        hosts.reboot(host, hosts.params.power_cycle_time.sample(rng), power_cycle=True)
+        self.injector.log(f"{self.record.marker}: watchdog power-cycles {host} ({dpu} hung)")
 
 
 class BfbServerFault(Fault):
@@ -790,26 +822,36 @@ class ControllerCrash(Fault):
     def start(self) -> None:
         assert isinstance(self.params, CrashParams)
         name = self.params.manager or "provisioning"
-        if name != "provisioning":
-            raise FaultError(f"controllerCrash: the twin can restart only the provisioning manager, not {name!r}")
+        restartable = ["provisioning"] + (["dpuservice"] if getattr(self.twin, "services", None) is not None else [])
+        if name not in restartable:
+            raise FaultError(f"controllerCrash: the twin can restart only the {' or '.join(restartable)} "
+                             f"manager, not {name!r}")
+        self.name = name
         (old,) = self.injector.managers(name)
         self.twin.driver.stop(old)
         self.injector.crashed.add(id(old))
+        self.record.dpus = frozenset()
+        if name == "dpuservice":
+            return  # its controllers keep no tasks: everything they track is in the stores
         # The install/reboot/download tasks ran inside the process (goroutines in DPF): gone with it. What they
         # started on the hardware (a flash, a host reboot) goes on.
         tasks: Any = self.twin.tasks
         lost = list(tasks.keys())
         for key in lost:
             tasks.forget(key)
-        self.record.dpus = frozenset()
         self.record.note = f"{len(lost)} task(s) lost"
 
     def stop(self) -> None:
-        fresh = self.twin.build_provisioning_manager()
+        if self.name == "dpuservice":
+            services: Any = self.twin.services  # type: ignore[attr-defined]  # set by the services attachment
+            fresh = services.build_manager()
+            services.manager = fresh
+        else:
+            fresh = self.twin.build_provisioning_manager()
+            self.twin.manager = fresh
         self.injector.wrap_manager(fresh)
-        self.twin.manager = fresh
         self.twin.driver.add(fresh)
-        self.injector.log(f"{self.record.marker}: provisioning manager restarted")
+        self.injector.log(f"{self.record.marker}: {self.name} manager restarted")
 
 
 class ControlPlaneDown(Fault):
@@ -921,12 +963,13 @@ class Chaos(Fault):
     lasting = False
 
     def start(self) -> None:
-        from .chaos import schedule
+        from .chaos import schedule, start_churn
 
         assert isinstance(self.params, ChaosParams)
         plan = schedule(self.twin, self.params, self.injector.twin.streams.get("chaos"))
+        churn = start_churn(self.twin, self.params, self.record.marker) if self.params.churn is not None else []
         self.record.dpus = frozenset()
-        self.record.note = f"{len(plan)} fault(s) scheduled"
+        self.record.note = f"{len(plan)} fault(s) scheduled" + (f", {len(churn)} churn action(s)" if churn else "")
         env = self.twin.env
         for delay, spec in plan:
             env.process(self._later(delay, spec))

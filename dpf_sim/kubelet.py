@@ -79,8 +79,25 @@ def node_selected(pod_spec: Mapping[str, Any], node: Node) -> bool:
                 .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
     terms = required.get("nodeSelectorTerms")
     if terms:
-        return any(all(_expr_matches(e, labels) for e in (t.get("matchExpressions") or [])) for t in terms)
+        fields = {"metadata.name": node.name}
+        return any(all(_expr_matches(e, labels) for e in (t.get("matchExpressions") or []))
+                   and all(_expr_matches(e, fields) for e in (t.get("matchFields") or [])) for t in terms)
     return True
+
+
+def pinned_nodes(pod_spec: Mapping[str, Any]) -> set[str] | None:
+    """The nodes a pod's required affinity names with `matchFields metadata.name In` in every term (how DPF
+    pins a DMS pod to its host), else None: the scheduler then looks at those nodes only."""
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    names: set[str] = set()
+    for t in required.get("nodeSelectorTerms") or []:
+        pins = [set(e.get("values") or []) for e in (t.get("matchFields") or [])
+                if e.get("key") == "metadata.name" and e.get("operator") == "In"]
+        if not pins:
+            return None
+        names |= set.intersection(*pins)
+    return names if required.get("nodeSelectorTerms") else None
 
 
 def tolerated(pod_spec: Mapping[str, Any], node: Node) -> bool:
@@ -125,8 +142,25 @@ def _pod_active(p: Pod) -> bool:
     return p.metadata.deletion_timestamp is None and p.status.phase not in ("Succeeded", "Failed")
 
 
+def _workload_pod(p: Pod) -> bool:
+    return any(r.controller and r.kind in ("DaemonSet", "Deployment") for r in p.metadata.owner_references)
+
+
 def _pod_ready(p: Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
+
+
+def _matters(ev: WatchEvent) -> bool:
+    """Could this event change what a pass does? Pods no workload owns (DMS pods, static pods) and Node
+    updates that leave scheduling alone (heartbeats, annotations) cannot: a host cluster sees many of both."""
+    obj, old = ev.object, ev.old
+    if isinstance(obj, Pod):
+        return any(r.controller and r.kind in ("DaemonSet", "Deployment") for r in obj.metadata.owner_references)
+    if isinstance(obj, Node) and ev.type == "MODIFIED" and isinstance(old, Node):
+        return (obj.metadata.labels != old.metadata.labels or obj.spec.taints != old.spec.taints
+                or obj.spec.unschedulable != old.spec.unschedulable or obj.is_ready() != old.is_ready()
+                or obj.status.allocatable != old.status.allocatable)
+    return True
 
 
 class Kubelet:
@@ -145,6 +179,10 @@ class Kubelet:
         self.name = name or store.name
         self._pulled: set[tuple[str, str]] = set()
         self._running: set[str] = set()
+        self._allocatable: dict[str, dict[str, Any]] = {}  # node -> what allocatable_for gave it
+        self._requests: dict[str, Resources] = {}  # pod uid -> its containers' requests
+        self._owned_by: dict[str, list[Pod]] | None = None  # during a pass: controller uid -> pods
+        self._desired: dict[tuple[str, int | None], int] = {}  # during a pass: DaemonSet (uid, generation) -> nodes
         self._wake = env.event()
         self.passes = 0
         store.subscribe(self._on_event, [DaemonSet, Deployment, Node, Pod])
@@ -164,7 +202,9 @@ class Kubelet:
                 self.env.process(self._run_pod(pod.namespace or "", pod.name, pod.spec.node_name))
         if isinstance(ev.object, Pod) and ev.type == "DELETED":
             self._running.discard(f"{ev.object.namespace}/{ev.object.name}")
-        self.poke()
+            self._requests.pop(ev.object.metadata.uid or "", None)
+        if _matters(ev):
+            self.poke()
 
     def _loop(self) -> Generator[Any, Any, None]:
         while True:
@@ -181,32 +221,73 @@ class Kubelet:
         for n in nodes:
             self._ensure_allocatable(n)
         nodes = sorted(self.store.list(Node), key=lambda n: n.name)
-        for ds in sorted(self.store.list(DaemonSet), key=lambda o: (o.namespace or "", o.name)):
-            if ds.metadata.deletion_timestamp is None:
-                self._sync_daemonset(ds, nodes)
-        for dep in sorted(self.store.list(Deployment), key=lambda o: (o.namespace or "", o.name)):
-            if dep.metadata.deletion_timestamp is None:
-                self._sync_deployment(dep, nodes)
-        self._bind_pending(nodes)
-        for ds in self.store.list(DaemonSet):
-            self._daemonset_status(ds, nodes)
-        for dep in self.store.list(Deployment):
-            self._deployment_status(dep)
+        try:
+            # A workload's sync touches only its own pods, so one scan of the pods serves the whole phase; the
+            # scheduler then binds pods, so the status phase scans again.
+            self._owned_by = self._index_owned()
+            for ds in sorted(self.store.list(DaemonSet), key=lambda o: (o.namespace or "", o.name)):
+                if ds.metadata.deletion_timestamp is None:
+                    self._sync_daemonset(ds, nodes)
+            for dep in sorted(self.store.list(Deployment), key=lambda o: (o.namespace or "", o.name)):
+                if dep.metadata.deletion_timestamp is None:
+                    self._sync_deployment(dep, nodes)
+            self._owned_by = None
+            self._bind_pending(nodes)
+            self._owned_by = self._index_owned()
+            for ds in self.store.list(DaemonSet):
+                self._daemonset_status(ds, nodes)
+            for dep in self.store.list(Deployment):
+                self._deployment_status(dep)
+        finally:
+            self._owned_by = None
+            self._desired.clear()
 
     def _ensure_allocatable(self, node: Node) -> None:
-        if self.allocatable_for is None or node.status.allocatable:
+        """Adds the composition's resources a Node lacks. Another model may have advertised its own first (the
+        SR-IOV device plugin's `nvidia.com/bf_sf`, dpf_sim.cni), so presence of any allocatable is no proof; the
+        answer is kept per node, as a pass visits every node and asking costs a DPU and a DPUFlavor lookup."""
+        if self.allocatable_for is None:
             return
-        alloc = self.allocatable_for(node.name)
+        alloc = self._allocatable.get(node.name)
         if alloc is None:
-            return
-        self.store.patch(Node, node.name, None, {"status": {"allocatable": alloc, "capacity": alloc}},
-                         subresource="status")
+            alloc = self.allocatable_for(node.name)
+            if alloc is None:
+                return
+            self._allocatable[node.name] = alloc
+        missing = {k: v for k, v in alloc.items() if k not in node.status.allocatable}
+        if missing:
+            self.store.patch(Node, node.name, None, {"status": {"allocatable": missing, "capacity": missing}},
+                             subresource="status")
+
+    def _index_owned(self) -> dict[str, list[Pod]]:
+        """Pods by the uid of their controller, each list in name order."""
+        index: dict[str, list[Pod]] = {}
+        for p in self.store.list(Pod):
+            for r in p.metadata.owner_references:
+                if r.controller:
+                    index.setdefault(r.uid, []).append(p)
+        for pods in index.values():
+            pods.sort(key=lambda p: p.name)
+        return index
 
     def _owned(self, owner: KubeObject) -> list[Pod]:
         uid = owner.metadata.uid
+        if self._owned_by is not None:
+            return [p for p in self._owned_by.get(uid or "", ()) if p.namespace == owner.namespace]
         return sorted((p for p in self.store.list(Pod, owner.namespace)
                        if any(r.uid == uid and r.controller for r in p.metadata.owner_references)),
                       key=lambda p: p.name)
+
+    def _requests_of(self, p: Pod) -> Resources:
+        """A pod's requests, parsed once per pod: a pass adds up every bound pod's, and containers' requests
+        never change after creation."""
+        uid = p.metadata.uid or ""
+        got = self._requests.get(uid)
+        if got is None:
+            got = pod_requests(p.model_dump(by_alias=True)["spec"])
+            if uid:
+                self._requests[uid] = got
+        return got
 
     def _free(self, nodes: Iterable[Node]) -> dict[str, Resources | None]:
         free: dict[str, Resources | None] = {n.name: allocatable_of(n) for n in nodes}
@@ -216,7 +297,7 @@ class Kubelet:
             left = free.get(p.spec.node_name)
             if left is None:
                 continue
-            for k, q in pod_requests(p.model_dump(by_alias=True)["spec"]).items():
+            for k, q in self._requests_of(p).items():
                 left[k] = left.get(k, Fraction(0)) - q
         return free
 
@@ -255,6 +336,7 @@ class Kubelet:
         revision = content_hash(template)
         wanted = {n.name for n in nodes if n.is_ready() and not n.spec.unschedulable
                   and node_selected(pod_spec, n) and tolerated(pod_spec, n)}
+        self._desired[(ds.metadata.uid or "", ds.metadata.generation)] = len(wanted)
         have: dict[str, Pod] = {}
         for p in self._owned(ds):
             node = p.spec.node_name or p.metadata.annotations.get(TARGET_NODE_ANNOTATION)
@@ -266,9 +348,12 @@ class Kubelet:
                 continue
             if node is not None:
                 have[node] = p
+        missing = sorted(wanted - set(have))
+        if not missing:
+            return  # every wanted node has its pod: no need to add up what the nodes have left
         free = self._free(nodes)
         requests = pod_requests(pod_spec)
-        for node in sorted(wanted - set(have)):
+        for node in missing:
             short = shortfall(requests, free.get(node))
             name = f"{ds.name}-{content_hash(node, length=5)}-{revision[:5]}"
             if short:
@@ -312,17 +397,31 @@ class Kubelet:
     def _bind_pending(self, nodes: list[Node]) -> None:
         """The scheduler: every unbound pod goes to a fitting node (its DaemonSet node, else the least loaded)."""
         by_name = {n.name: n for n in nodes}
-        for pod in sorted(self.store.list(Pod), key=lambda p: (p.namespace or "", p.name)):
-            if pod.spec.node_name or not _pod_active(pod):
-                continue
+        # A kubelet that runs no pods itself (the host's: ClusterWorld runs the DMS and hostnetwork pods) schedules
+        # only its workloads' pods; binding a DMS pod here reset it to Pending behind ClusterWorld's back and left
+        # its DPU in DMS Deployment for good (chaos seeds 147 and 242).
+        unbound = [p for p in self.store.list(Pod) if not p.spec.node_name and _pod_active(p)
+                   and (self.run_pods or _workload_pod(p))]
+        if not unbound:
+            return
+        # What the nodes have left and how many pods they run, added up once a pass and kept current as this
+        # pass binds pods (a pod that stays Pending changes neither): a pass with pods pending on a big
+        # cluster no longer re-adds every pod per pending pod.
+        free = self._free(nodes)
+        load = {n.name: 0 for n in nodes}
+        for p in self.store.list(Pod):
+            if p.spec.node_name in load and _pod_active(p):
+                load[p.spec.node_name] += 1
+        for pod in sorted(unbound, key=lambda p: (p.namespace or "", p.name)):
             spec = pod.model_dump(by_alias=True)["spec"]
             requests = pod_requests(spec)
-            free = self._free(nodes)
             target = pod.metadata.annotations.get(TARGET_NODE_ANNOTATION)
             if target is not None:
                 candidates = [by_name[target]] if target in by_name else []
             else:
-                candidates = [n for n in nodes if n.is_ready() and not n.spec.unschedulable
+                pinned = pinned_nodes(spec)
+                among = nodes if pinned is None else [by_name[n] for n in sorted(pinned) if n in by_name]
+                candidates = [n for n in among if n.is_ready() and not n.spec.unschedulable
                               and node_selected(spec, n) and tolerated(spec, n)]
             fitting = [n for n in candidates if not shortfall(requests, free.get(n.name))]
             if not fitting:
@@ -331,15 +430,16 @@ class Kubelet:
                 if cond is None or cond.status != "False" or not short:
                     self._set_pending(pod, True, short, max(len(nodes), 1))
                 continue
-            load = {n.name: 0 for n in fitting}
-            for p in self.store.list(Pod):
-                if p.spec.node_name in load and _pod_active(p):
-                    load[p.spec.node_name] += 1
             chosen = min(fitting, key=lambda n: (load[n.name], n.name))
             bound = pod.deepcopy()
             bound.spec.node_name = chosen.name
             with contextlib.suppress(ApiError):
                 self.store.update(bound)
+                load[chosen.name] += 1
+                left = free.get(chosen.name)
+                if left is not None:
+                    for k, q in requests.items():
+                        left[k] = left.get(k, Fraction(0)) - q
                 self._set_pending(bound, False, [])
 
     # --- pods -------------------------------------------------------------------------------------------
@@ -373,8 +473,10 @@ class Kubelet:
         template = ds.model_dump(by_alias=True)["spec"].get("template") or {}
         pod_spec = template.get("spec") or {}
         revision = content_hash(template)
-        desired = sum(1 for n in nodes if n.is_ready() and not n.spec.unschedulable
-                      and node_selected(pod_spec, n) and tolerated(pod_spec, n))
+        desired = self._desired.get((ds.metadata.uid or "", ds.metadata.generation))
+        if desired is None:
+            desired = sum(1 for n in nodes if n.is_ready() and not n.spec.unschedulable
+                          and node_selected(pod_spec, n) and tolerated(pod_spec, n))
         pods = [p for p in self._owned(ds) if _pod_active(p)]
         scheduled = [p for p in pods if p.spec.node_name]
         ready = [p for p in scheduled if _pod_ready(p)]

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dpf_core import system
 from dpf_core.api.external import Secret, ServiceAccount
 from dpf_core.api.meta import Model
-from dpf_core.api.provisioning import DPU, DPUFlavor
+from dpf_core.api.provisioning import DPUFlavor
 from dpf_core.api.quantity import format_quantity, parse_quantity
 from dpf_core.api.svc import DPUServiceCredentialRequest
 from dpf_core.controllers import credential_request, dpudeployment, dpuservice, operator_config
@@ -109,13 +109,7 @@ class Services:
         self.ports = Ports(clusters=twin.ports.clusters, extra={credential_request.TOKEN_ISSUER: self.tokens})
         self.with_chains = (self.params.service_chain_controllers if self.params.service_chain_controllers is not None
                             else not any(a.rpartition(".")[2] == "servicechain" for a in twin.config.attachments))
-        self.manager = Manager(twin.host, twin.clock, self._recorder, self.ports, name="dpuservice")
-        controllers = [credential_request.controller(), dpuservice.controller(), dpudeployment.controller(),
-                       operator_config.controller()]
-        if self.with_chains:
-            controllers += system.service_chain_host_controllers()
-        for c in controllers:
-            self.manager.add(c)
+        self.manager = self.build_manager()
         twin.driver.add(self.manager)
         self.argocd = ArgoCD(twin.env, twin.host, twin.stores, twin.clock, twin.streams.get("argocd"), self.catalogue,
                              self.params.argocd)
@@ -127,6 +121,17 @@ class Services:
         for name, store in list(twin.dpu_clusters.items()):
             self.cluster_created(name, store)
         twin.cluster_created.append(self.cluster_created)
+
+    def build_manager(self) -> Manager:
+        """The host's DPUService controllers, fresh: also what a restarted process builds (controllerCrash)."""
+        manager = Manager(self.twin.host, self.twin.clock, self._recorder, self.ports, name="dpuservice")
+        controllers = [credential_request.controller(), dpuservice.controller(), dpudeployment.controller(),
+                       operator_config.controller()]
+        if self.with_chains:
+            controllers += system.service_chain_host_controllers()
+        for c in controllers:
+            manager.add(c)
+        return manager
 
     def _recorder(self, component: str) -> Recorder:
         if self.twin.config.record_events:
@@ -149,7 +154,7 @@ class Services:
 
     def allocatable_for(self, node: str) -> dict[str, Any] | None:
         """A DPU node (named after its DPU) offers its flavor's dpuResources minus systemReservedResources."""
-        dpu = next((d for d in self.twin.host.list(DPU) if d.name == node), None)
+        dpu = self.twin.dpu_names.find(node)
         if dpu is None or not dpu.spec.dpu_flavor:
             return None
         flavor = self.twin.host.try_get(DPUFlavor, dpu.spec.dpu_flavor, dpu.namespace)

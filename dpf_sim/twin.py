@@ -140,12 +140,12 @@ class Twin:
             if cls.KIND.namespaced and not ns:
                 ns = "default"
                 raw = {**raw, "metadata": {**md, "namespace": ns}}
-            existing = target.try_get(cls, name, ns) if name else None
+            existing = target.try_get(cls, name, ns) if isinstance(name, str) and name else None
             if existing is None:
                 out.append(target.create(admission.decode(raw, cls)))
             else:
                 body = {k: v for k, v in raw.items() if k not in ("status",)}
-                out.append(target.patch(cls, name, ns, body, "merge"))
+                out.append(target.patch(cls, existing.name, ns, body, "merge"))
         return out
 
     def patch(self, kind: str, name: str, namespace: str | None, patch: Any, patch_type: PatchType = "merge",

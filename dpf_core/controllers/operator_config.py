@@ -71,7 +71,7 @@ from dpf_core.api.svc import (
     DPUServiceIPAM,
 )
 from dpf_core.errors import NotFound
-from dpf_core.runtime import DONE, Context, Controller, Request, Result, Watch, from_object
+from dpf_core.runtime import DONE, Context, Controller, Request, Result, Watch, event_types, from_object
 
 from .mirror import apply, write
 
@@ -355,6 +355,9 @@ def controller(options: OperatorOptions | None = None) -> Controller:
         Watch(Deployment, from_object(labelled)),
         Watch(DaemonSet, from_object(labelled)),
         Watch(Secret, from_object(in_namespace)),
-        *[Watch(cls, from_object(config_request)) for stage in DELETION_STAGES for cls in stage if cls is not DPUService],
+        # Only a staged teardown looks at these, and it waits for them to be gone: their deletions are the news
+        # (a DPUSet's status moves with every DPU, which would otherwise wake this controller fleet-wide).
+        *[Watch(cls, from_object(config_request), event_types("DELETED"))
+          for stage in DELETION_STAGES for cls in stage if cls is not DPUService],
     ])
 
