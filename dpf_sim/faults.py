@@ -253,8 +253,9 @@ class Injector:
         self.twin.log.write(self.env.now, f"fault {text}")
 
     # --- targets ------------------------------------------------------------------------------------------
-    def pick_dpus(self, p: DpuTargets) -> list[str]:
-        known = self.twin.bluefields.dpus
+    def pick_dpus(self, p: DpuTargets, known: Mapping[str, Any] | None = None) -> list[str]:
+        """`known`: the names to pick from (default the fleet's BlueFields)."""
+        known = self.twin.bluefields.dpus if known is None else known
         if p.dpus == "all":
             names = sorted(known)
         else:
@@ -946,15 +947,29 @@ class OvsRestart(Fault):
         datapaths = getattr(world, "ovs", None)
         if not isinstance(datapaths, Mapping):
             raise FaultError("ovsRestart: the service-chain twin exposes no per-node OVS models (twin.servicechain.ovs)")
-        targets = self.injector.pick_dpus(self.params)
+        # DPU nodes by name: the fleet's DPUs once they joined, or a service-chain twin's pre-provisioned nodes.
+        targets = self.injector.pick_dpus(self.params, datapaths)
         self.record.dpus = frozenset()
         for d in targets:
             dp = datapaths.get(d)
-            if dp is not None:
-                restart = getattr(dp, "restart", None) or getattr(dp, "clear", None)
-                if restart is None:
-                    raise FaultError("ovsRestart: the OVS model has no restart()/clear()")
-                restart()
+            if dp is None:
+                continue  # not (yet) a DPU node: nothing runs OVS flows there
+            flows, ports = dp.restart(_survives_ovs_restart)
+            self.injector.log(f"{self.record.marker}: OVS on {d} restarted, {flows} flow(s) and {ports} port(s) lost")
+
+
+def _survives_ovs_restart(br: Any, port: Any) -> bool:
+    """What an OVS restart keeps (the database comes back as the DPUFlavor's OVS script and the pods left it):
+    the script's ports (the uplinks, br-ovn's host port), without what the SFC agent wrote on them, and the
+    pods' ports (ovs-cni's, `contNetns` on the Port), which no reconcile would add back without restarting the
+    pods. The SFC agent's own ports (Interface `dpf-id=<ns>/<ServiceInterface>`) and every flow are lost: the
+    agent must restore them on its next passes (20 s for interfaces, its flow period for flows)."""
+    if "contNetns" in port.external_ids:
+        return True
+    if port.external_ids.get("dpf-type") == "physical":
+        port.interface.external_ids.pop("dpf-id", None)
+        return True
+    return "dpf-id" not in port.interface.external_ids
 
 
 class Chaos(Fault):

@@ -22,20 +22,23 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from dpf_core import system
 from dpf_core.api.external import NetworkAttachmentDefinition, Node
+from dpf_core.api.meta import KubeObject
 from dpf_core.api.svc import ServiceChain, ServiceInterface
 from dpf_core.controllers import sfc
 from dpf_core.errors import AlreadyExists
 from dpf_core.ports import Ports
 from dpf_core.runtime import EventRecorder, Manager, rfc3339
 from dpf_core.store.memory import MemoryStore
+from dpf_core.store.protocol import Client, Listener, WatchEvent
 from dpf_core.store.selectors import compile_label_selector
 
 from .cni import CniParams, CniWorld, dpu_networking_nads
@@ -125,6 +128,80 @@ class ParsedOnceOvs(ModelOvs):
             br.add(fm)
 
 
+# The kinds a node agent takes only for its own node (`spec.node`): its controllers' predicates drop the rest.
+NODE_SCOPED_KINDS: tuple[type[KubeObject], ...] = (ServiceInterface, ServiceChain)
+
+
+class NodeEventRouter:
+    """One subscription per DPU-cluster store for the node-scoped kinds, handing each event to the agent of the
+    node it names. Every agent subscribing to the store itself would cost every event one delivery per node
+    (1,000 per DPU cluster), all but one dropped by the agents' predicates."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self._by_node: dict[str | None, list[tuple[Listener, frozenset[type[KubeObject]]]]] = {}
+        store.subscribe(self._route, list(NODE_SCOPED_KINDS))
+
+    def _route(self, ev: WatchEvent) -> None:
+        listeners = self._by_node.get(getattr(getattr(ev.object, "spec", None), "node", None))
+        if not listeners:
+            return
+        error: Exception | None = None
+        for listener, kinds in list(listeners):
+            if type(ev.object) not in kinds:
+                continue
+            try:
+                listener(ev)
+            except Exception as e:  # as the store does: the other listeners still get the event
+                error = error or e
+        if error is not None:
+            raise error
+
+    def client_for(self, node: str) -> Client:
+        return cast(Client, NodeAgentClient(self, node))
+
+    def subscribe(self, node: str, listener: Listener, kinds: Iterable[type[KubeObject]] | None) -> Callable[[], None]:
+        wanted = list(kinds) if kinds is not None else None
+        routed = frozenset(k for k in wanted or () if k in NODE_SCOPED_KINDS)
+        rest = None if wanted is None else [k for k in wanted if k not in NODE_SCOPED_KINDS]
+        undo: list[Callable[[], None]] = []
+        if routed:
+            entry = (listener, routed)
+            self._by_node.setdefault(node, []).append(entry)
+
+            def unroute() -> None:
+                entries = self._by_node.get(node, [])
+                if entry in entries:
+                    entries.remove(entry)
+
+            undo.append(unroute)
+        if rest is None or rest:
+            undo.append(self.store.subscribe(listener, rest))
+
+        def unsubscribe() -> None:
+            for u in undo:
+                u()
+
+        return unsubscribe
+
+
+class NodeAgentClient:
+    """The DPU-cluster store as one node agent's Manager holds it: every call goes to the store, except that
+    its watch on the node-scoped kinds goes through the cluster's NodeEventRouter."""
+
+    def __init__(self, router: NodeEventRouter, node: str) -> None:
+        self._router = router
+        self._node = node
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._router.store, name)
+        setattr(self, name, value)  # bound once: reconciles call through this client on every store access
+        return value
+
+    def subscribe(self, listener: Listener, kinds: Iterable[type[KubeObject]] | None = None) -> Callable[[], None]:
+        return self._router.subscribe(self._node, listener, kinds)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a packet enters or leaves a node: an OVS port, and the pod interface behind it if there is one."""
@@ -156,6 +233,7 @@ class ClusterNet:
     store: MemoryStore
     manager: Manager
     cni: CniWorld
+    router: NodeEventRouter | None = None  # made when the first node joins, where its agent would subscribe
 
 
 @dataclass
@@ -217,12 +295,20 @@ class ServiceChainWorld:
             return
         dp = dpu_datapath(lambda: float(self.twin.env.now), node, self.params)
         ovs = ParsedOnceOvs(dp)
-        manager = Manager(net.store, self.twin.clock, self._recorder(net.store), Ports(ovs=ovs), name=f"sfc/{node}")
+        if net.router is None:
+            net.router = NodeEventRouter(net.store)
+        manager = Manager(net.router.client_for(node), self.twin.clock, self._recorder(net.store), Ports(ovs=ovs),
+                          name=f"sfc/{node}")
         for c in system.dpu_node_controllers(node, stale_period=self.params.stale_period):
             manager.add(c)
         self.nodes[(cluster, node)] = DpuNode(cluster, node, dp, ovs, manager)
         self.twin.driver.add(manager)
         net.cni.add_node(node, dp)
+
+    @property
+    def ovs(self) -> dict[str, Datapath]:
+        """Every DPU node's Open vSwitch by node (= DPU) name (dpf_sim.faults' ovsRestart)."""
+        return {node: n.datapath for (_, node), n in sorted(self.nodes.items())}
 
     # ---- pre-provisioned clusters -----------------------------------------------------------------------
 

@@ -355,6 +355,20 @@ class Datapath:
         return round(self.now() * 1000)
 
     # -------------------------------------------------------------------------------------- ovs-vsctl verbs
+    def restart(self, keep_port: Callable[[Bridge, Port], bool]) -> tuple[int, int]:
+        """ovs-vswitchd restarting: every OpenFlow flow is gone (a bridge comes back with only its fail-mode
+        default) and so is the MAC table; ports `keep_port` rejects are gone too. Returns (flows, ports) lost."""
+        flows = ports = 0
+        for br in self.bridges.values():
+            flows += sum(1 for r in br.rules if not (r.priority == 0 and r.cookie == 0 and br.effective_fail_mode == "standalone"))
+            br.macs.clear()
+            br.set_fail_mode(br.fail_mode, _initial=True)
+            for name, port in list(br.ports.items()):
+                if name != br.name and not keep_port(br, port):
+                    br.del_port(name)
+                    ports += 1
+        return flows, ports
+
     def add_br(self, name: str, *, datapath_type: str = "", fail_mode: str = "",
                external_ids: Mapping[str, str] | None = None, may_exist: bool = False) -> Bridge:
         if name in self.bridges:

@@ -4,6 +4,7 @@ SFC CNI / Multus / SR-IOV device plugin / nv-ipam models, packet traces and the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,34 @@ def test_ipam_invariant_catches_overlaps_bad_gateways_and_moves() -> None:
         fresh.twin = inv.twin
         fresh.on_event(CLUSTER, pool(bad))
         assert fresh.passed is False and why in fresh.offending
+
+
+def test_ovs_restart_loses_flows_and_agent_ports_and_the_sfc_agent_restores_them() -> None:
+    """The catalogue's ovsRestart on a DPU node: every flow and the SFC agent's ServiceInterface ports are
+    gone at once; the agent puts back exactly what was there on its next passes; pod ports survive."""
+    twin = _twin(2)
+    host, ds = _hbn_manifests()
+    twin.run(1)
+    twin.apply(host)
+    twin.apply(ds, store=CLUSTER)
+    twin.run(30)
+    node = "dpu-node-001"
+    dp = _world(twin).ovs[node]
+
+    def state() -> tuple[list[str], dict[str, list[str]], list[str]]:
+        # Re-added ports may get other ofports, so flows are compared by cookie and priority.
+        flows = sorted(re.sub(r"(in_port=|output:)\d+", r"\1N", line) for line in dp.dump_flows("br-sfc", stats=False))
+        ports = {br: sorted(p["name"] for p in dp.ports(br)) for br in sorted(dp.bridges)}
+        ids = sorted(i.external_ids.get("dpf-id", "") for br in dp.bridges.values() for i in br.interfaces())
+        return flows, ports, ids
+
+    before = state()
+    assert before[0], "the chains programmed flows on br-sfc"
+    pod_ports = [name for name in before[1]["br-sfc"] if name.startswith(("p0_if", "p1_if"))]
+    twin.inject({"type": "ovsRestart", "dpus": [node]})
+    lost_flows, lost_ports, _ = state()
+    assert lost_flows == []
+    assert set(lost_ports["br-sfc"]) < set(before[1]["br-sfc"])  # the agent's ports are gone ...
+    assert all(p in lost_ports["br-sfc"] for p in pod_ports)  # ... pods' ports are not
+    twin.run(twin.now + 60)
+    assert state() == before
