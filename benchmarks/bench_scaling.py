@@ -37,7 +37,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def scaled_scenario(hosts: int) -> dict[str, Any]:
     """fleet-10k.yaml for `hosts` hosts (see the module docstring)."""
-    doc = yaml.safe_load(TEMPLATE.read_text())
+    doc: dict[str, Any] = yaml.safe_load(TEMPLATE.read_text())
     doc["name"] = f"fleet-{hosts}" if hosts % 1000 else f"fleet-{hosts // 1000}k"
     doc["description"] = (
         f"{hosts:,} hosts in racks of 500, one BlueField-3 each, from empty to every DPU Ready, through the whole "

@@ -29,7 +29,7 @@ DMS_TIMEOUT = 7200
 
 
 def scenario() -> dict[str, Any]:
-    doc = yaml.safe_load(SOURCE.read_text())
+    doc: dict[str, Any] = yaml.safe_load(SOURCE.read_text())
     doc["name"] = "rolling-bfb-upgrade-5000"
     doc["description"] = (
         "The capacity-planning worked example at full size (docs/capacity-planning.md): 5,000 hosts provisioned by "

@@ -30,6 +30,18 @@ MESSAGE_NOT_READY_TEMPLATE = "The following conditions are not ready: {}"
 _SEVERITY: dict[str, int] = {REASON_AWAITING_DELETION: 3, REASON_FAILURE: 2, REASON_PENDING: 1}
 
 
+# metav1.Condition's message is at most 32768 characters; a set of 1,000 children names more than that.
+NAMES_IN_MESSAGE = 10
+
+
+def list_names(names: Sequence[str], sep: str = ",", limit: int = NAMES_IN_MESSAGE) -> str:
+    """The first `limit` names, then how many more: a condition message stays readable and under the API's
+    limit however many objects it is about (a write over the limit is rejected and the status never lands)."""
+    if len(names) <= limit:
+        return sep.join(names)
+    return f"{sep.join(names[:limit])}{sep} and {len(names) - limit} more"
+
+
 def get_condition(conditions: Sequence[Condition], type: str) -> Condition | None:
     for c in conditions:
         if c.type == type:

@@ -32,6 +32,7 @@ from dpf_core.api.conditions import (
     REASON_PENDING,
     REASON_SUCCESS,
     init_conditions,
+    list_names,
     set_condition,
     summarize_ready,
 )
@@ -458,7 +459,7 @@ class DPUDeploymentReconciler:
                            children[name].status.conditions,  # type: ignore[attr-defined]
                            children[name].metadata.generation)]
             if unready:
-                set_condition(conds, cond, "False", REASON_PENDING, "Objects not ready: " + ", ".join(unready), now)
+                set_condition(conds, cond, "False", REASON_PENDING, "Objects not ready: " + list_names(unready, ", "), now)
                 all_ready = False
             else:
                 set_condition(conds, cond, "True", REASON_SUCCESS, "", now)

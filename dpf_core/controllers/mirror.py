@@ -45,6 +45,7 @@ from dpf_core.api.conditions import (
     TYPE_READY,
     get_condition,
     init_conditions,
+    list_names,
     set_condition,
     summarize_ready,
 )
@@ -299,7 +300,7 @@ class MirrorReconciler(ABC, Generic[P]):
             set_condition(status.conditions, self.READY, "False", REASON_PENDING, f"Error occurred: {e}", now)
         else:
             if unready:
-                message = f"Objects not ready: {','.join(unready)}"
+                message = f"Objects not ready: {list_names(unready)}"
                 set_condition(status.conditions, self.READY, "False", REASON_PENDING, message, now)
             else:
                 set_condition(status.conditions, self.READY, "True", REASON_SUCCESS, "", now)
@@ -468,7 +469,7 @@ class SetReconciler(ABC, Generic[P]):
             status.number_applied = len(children)
             status.number_ready = len(children) - len(unready)
             if unready:
-                message = f"Objects not ready: {','.join(unready)}"
+                message = f"Objects not ready: {list_names(unready)}"
                 set_condition(status.conditions, self.READY, "False", REASON_PENDING, message, now)
             else:
                 set_condition(status.conditions, self.READY, "True", REASON_SUCCESS, "", now)

@@ -32,6 +32,7 @@ from dpf_core.api.conditions import (
     REASON_PENDING,
     REASON_SUCCESS,
     init_conditions,
+    list_names,
     set_condition,
     summarize_ready,
 )
@@ -299,7 +300,7 @@ class OperatorConfigReconciler:
         cond = DPFOperatorConfigConditionType.SYSTEM_COMPONENTS_READY
         if unready:
             set_condition(config.status.conditions, cond, "False", REASON_PENDING,
-                          "System components are not ready: " + ", ".join(unready), now)
+                          "System components are not ready: " + list_names(unready, ", "), now)
             return False
         set_condition(config.status.conditions, cond, "True", REASON_SUCCESS, "", now)
         return True

@@ -29,6 +29,7 @@ the Port (`port_external_ids`); without a separate Port map `external_ids` stand
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,9 @@ def fnv1a_64(text: str) -> int:
     return h
 
 
+@functools.lru_cache(maxsize=65536)
 def chain_cookie(namespace: str | None, name: str) -> int:
+    # Pure and asked for every chain of the cluster on every stale sweep of every node: computed once.
     return fnv1a_64(f"{namespace or ''}/{name}")
 
 

@@ -195,3 +195,14 @@ def test_summary_does_not_allocate_new_conditions_on_steady_state() -> None:
         cond.init_conditions(cs, TYPES, f"t{i}")
         cond.summarize_ready(cs, TYPES, f"t{i}")
     assert [id(c) for c in cs] == before
+
+
+def test_names_in_a_message_are_capped_so_a_thousand_children_fit_a_condition() -> None:
+    from dpf_core.api.conditions import list_names
+
+    assert list_names(["a", "b"]) == "a,b"
+    names = [f"dpf-operator-system/hbn-to-fabric-dpu-node-{i:04d}" for i in range(1000)]
+    text = list_names(names)
+    assert text.endswith(", and 990 more") or text.endswith(" and 990 more")
+    assert text.count("hbn-to-fabric") == 10 and len(text) < 32768
+    assert list_names(names, ", ").startswith("dpf-operator-system/hbn-to-fabric-dpu-node-0000, ")
