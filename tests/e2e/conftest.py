@@ -18,24 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from real_rule import require_real
 
-REQUIRE_REAL_ENV = "DPF_REQUIRE_REAL"
 KUBECTL = Path("/usr/bin/kubectl")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def real_required() -> bool:
-    return os.environ.get(REQUIRE_REAL_ENV, "") == "1"
-
-
-def require_real(what: str, available: bool, why: str = "") -> None:
-    """Skip (or, under DPF_REQUIRE_REAL=1, fail) the calling test when `what` is not available."""
-    if available:
-        return
-    detail = f"{what} is not available" + (f": {why}" if why else "")
-    if real_required():
-        pytest.fail(f"{REQUIRE_REAL_ENV}=1 and {detail}", pytrace=False)
-    pytest.skip(detail)
 
 
 def free_port() -> int:

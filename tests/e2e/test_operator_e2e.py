@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from real_rule import require_real
 
-REQUIRE_REAL_ENV = "DPF_REQUIRE_REAL"
 KUBECTL = Path("/usr/bin/kubectl")
 REPO = Path(__file__).resolve().parents[2]
 NS = "dpf-operator-system"
@@ -45,16 +45,6 @@ SPEED = 50.0
 BFB_URL_IN_SAMPLES = "http://bfb-server.dpf.example/bf-bundle-2.9.1-19_24.11_ubuntu-22.04_prod.bfb"
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
-
-
-# A local copy of tests/e2e/conftest.py's rule (tests/e2e is no package, so it cannot be imported safely).
-def require_real(what: str, available: bool, why: str = "") -> None:
-    if available:
-        return
-    detail = f"{what} is not available" + (f": {why}" if why else "")
-    if os.environ.get(REQUIRE_REAL_ENV, "") == "1":
-        pytest.fail(f"{REQUIRE_REAL_ENV}=1 and {detail}", pytrace=False)
-    pytest.skip(detail)
 
 
 def _importable(module: str) -> tuple[bool, str]:

@@ -24,25 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from real_rule import require_real
 
-REQUIRE_REAL_ENV = "DPF_REQUIRE_REAL"
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 OVS_TOOLS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ovs-appctl")
 _netns_counter = itertools.count()
 
 
-def real_required() -> bool:
-    return os.environ.get(REQUIRE_REAL_ENV, "") == "1"
-
-
-def require_real(what: str, available: bool, why: str = "") -> None:
-    """Skip (or, under DPF_REQUIRE_REAL=1, fail) the calling test when `what` is not available."""
-    if available:
-        return
-    detail = f"{what} is not available" + (f": {why}" if why else "")
-    if real_required():
-        pytest.fail(f"{REQUIRE_REAL_ENV}=1 and {detail}", pytrace=False)
-    pytest.skip(detail)
 
 
 @pytest.fixture
