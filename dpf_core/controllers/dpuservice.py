@@ -136,6 +136,9 @@ class DPUServiceReconciler:
                 self._summary(ctx, new, now)
             except Exception as e:
                 set_condition(conds, CONDITION_APPLICATIONS_READY, "False", REASON_PENDING, f"Error occurred: {e}", now)
+                # Retried like any reconcile error: an Application that is already Synced and Healthy sends no
+                # event, so a failed read here (an API brownout) would otherwise stand for good (chaos seed 335).
+                error = error or e
             summarize_ready(conds, CONDITIONS, now)
             new.status.observed_generation = new.metadata.generation
         write(ctx, obj, new)

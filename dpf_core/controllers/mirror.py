@@ -435,10 +435,12 @@ class SetReconciler(ABC, Generic[P]):
                 set_condition(status.conditions, self.RECONCILED, "False", REASON_ERROR, message, now)
             else:
                 set_condition(status.conditions, self.RECONCILED, "True", REASON_SUCCESS, "", now)
-        self._update_summary(ctx, new, now)
+        summary_error = self._update_summary(ctx, new, now)
         write(ctx, obj, new)
-        if error is not None:
-            raise error
+        # A failed read of the children is retried too: no child event may come to bring the set back.
+        failure = error or summary_error
+        if failure is not None:
+            raise failure
         return DONE
 
     def _reconcile_set(self, ctx: Context, parent: P) -> None:
@@ -454,12 +456,15 @@ class SetReconciler(ABC, Generic[P]):
             delete_if_exists(ctx.client, self.CHILD_KIND, child.name, child.namespace)
             ctx.log.info("Child is deleted nodename=%s child=%s/%s", node, child.namespace, child.name)
 
-    def _update_summary(self, ctx: Context, new: P, now: str) -> None:
+    def _update_summary(self, ctx: Context, new: P, now: str) -> Exception | None:
+        """`Ready` from the children; the error when they could not be read (the caller retries)."""
         status = status_of(new)
+        failure: Exception | None = None
         try:
             children = [c for c in self.children(ctx.client, new) if c.metadata.deletion_timestamp is None]
         except Exception as e:
             set_condition(status.conditions, self.READY, "False", REASON_PENDING, f"Error occurred: {e}", now)
+            failure = e
         else:
             unready = [
                 f"{c.namespace}/{c.name}"
@@ -475,6 +480,7 @@ class SetReconciler(ABC, Generic[P]):
                 set_condition(status.conditions, self.READY, "True", REASON_SUCCESS, "", now)
         summarize_ready(status.conditions, self.CONDITIONS, now)
         status.observed_generation = new.metadata.generation
+        return failure
 
 
 def set_controller(name: str, reconciler: SetReconciler[Any]) -> Controller:

@@ -219,3 +219,28 @@ def test_operator_config_namespace_hosts_the_argo_objects() -> None:
     w.apply(service())
     w.run()
     assert [a.namespace for a in w.host.list(Application)] == ["elsewhere"]
+
+
+def test_a_failed_readiness_read_is_retried_not_left_standing() -> None:
+    """An API error while reading the Applications for ApplicationsReady must come back: once the Applications
+    are Synced and Healthy nothing else sends an event (found by chaos seed 335)."""
+    from dpf_core.errors import ServiceUnavailable
+
+    w = World(dpuservice.controller(), clusters=1)
+    w.apply(service())
+    w.run()
+    mark_app(w, "dc1-guestbook")
+    real_list = w.host.list
+    failing = {"on": True}
+
+    def browned_out(cls: Any, *a: Any, **kw: Any) -> Any:
+        if cls is Application and failing["on"]:
+            raise ServiceUnavailable("the server is currently unable to handle the request")
+        return real_list(cls, *a, **kw)
+
+    w.host.list = browned_out  # type: ignore[method-assign]
+    w.run(5)
+    assert "Error occurred" in cond(w.host.get(DPUService, "guestbook", NS), "ApplicationsReady")[2]
+    failing["on"] = False
+    w.run(60)  # the retry's backoff, with no event in between
+    assert cond(w.host.get(DPUService, "guestbook", NS), "Ready")[:2] == ("True", "Success")
