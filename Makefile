@@ -49,7 +49,7 @@ unit: venv
 test: venv sysdeps lint typecheck contracts unit
 
 bench: venv
-	$(BIN)/pytest -q benchmarks --benchmark-only --benchmark-columns=min,mean,ops,rounds
+	$(BIN)/pytest -q benchmarks -o 'python_files=bench_*.py' --benchmark-only --benchmark-columns=min,mean,ops,rounds
 
 # Regenerate the gRPC stubs from dpf_hw/proto/*.proto (the generated files are checked in).
 protos: venv
