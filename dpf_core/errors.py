@@ -52,6 +52,11 @@ class ApiError(Exception):
         }
 
 
+def is_transient(e: BaseException) -> bool:
+    """429 and 5xx: the API server's trouble (overload, brownout), worth a retry rather than a verdict."""
+    return isinstance(e, ApiError) and (e.code == 429 or e.code >= 500)
+
+
 class NotFound(ApiError):
     code = 404
     reason = "NotFound"

@@ -155,7 +155,7 @@ def _matters(ev: WatchEvent) -> bool:
     updates that leave scheduling alone (heartbeats, annotations) cannot: a host cluster sees many of both."""
     obj, old = ev.object, ev.old
     if isinstance(obj, Pod):
-        return any(r.controller and r.kind in ("DaemonSet", "Deployment") for r in obj.metadata.owner_references)
+        return _workload_pod(obj)
     if isinstance(obj, Node) and ev.type == "MODIFIED" and isinstance(old, Node):
         return (obj.metadata.labels != old.metadata.labels or obj.spec.taints != old.spec.taints
                 or obj.spec.unschedulable != old.spec.unschedulable or obj.is_ready() != old.is_ready()

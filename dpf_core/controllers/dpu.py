@@ -69,7 +69,7 @@ from dpf_core.api.provisioning import (
     DPUPhase,
     DPUStatus,
 )
-from dpf_core.errors import AlreadyExists, ApiError, NotFound
+from dpf_core.errors import AlreadyExists, ApiError, NotFound, is_transient
 from dpf_core.ports.ops import DmsTarget, OpError
 from dpf_core.ports.ports import BfbStore, ClusterClients, Dms, HostExec, Tasks, TaskState
 from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result, Watch, from_object, owner
@@ -898,11 +898,6 @@ def dpu_cluster_config(p: _Pass) -> None:
     p.set(DPUConditionType.READY, True, message=MESSAGE_CLUSTER_CONFIGURED)
 
 
-def _transient(e: Exception) -> bool:
-    """429 and 5xx: the API server's trouble, worth a retry."""
-    return isinstance(e, ApiError) and (e.code == 429 or e.code >= 500)
-
-
 def ready(p: _Pass) -> None:
     if p.deleting:
         p.status.phase = DPUPhase.DELETING
@@ -914,7 +909,7 @@ def ready(p: _Pass) -> None:
         if p.client.try_get(Pod, hostnetwork_pod_name(p.dpu.name), p.namespace) is None:
             create_hostnetwork_pod(p)
     except (ApiError, DPUError) as e:
-        if _transient(e):
+        if is_transient(e):
             # Not in DPF (its cached client never sees a brownout on these reads): an overloaded or unavailable
             # API server is retried, it does not make a Ready DPU terminal (docs/differences.md).
             p.set(DPUConditionType.READY, False, DPUConditionReason.DPU_NODE_NOT_READY, str(e))
@@ -923,7 +918,7 @@ def ready(p: _Pass) -> None:
     try:
         release_node_effect_when_ready(p)
     except ApiError as e:
-        if _transient(e):
+        if is_transient(e):
             p.set(DPUConditionType.READY, False, DPUConditionReason.NODE_EFFECT_ERROR, str(e))
             raise
         raise p.fail(DPUConditionType.READY, DPUConditionReason.NODE_EFFECT_ERROR, str(e)) from e
