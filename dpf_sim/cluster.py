@@ -115,10 +115,10 @@ def _ready_node(name: str, labels: dict[str, str], now: str, address: str) -> No
 
 def register_node(store: MemoryStore, node: Node) -> None:
     """A kubelet registers its Node, then posts its status (the create drops status, as the API server does)."""
-    status = node.model_dump(by_alias=True, exclude_none=True).get("status")
-    store.create(node)
-    if status:
-        store.patch(Node, node.name, None, {"status": status}, subresource="status")
+    created = store.create(node)
+    if node.status.model_dump(by_alias=True, exclude_none=True):
+        # Typed: the status subresource takes the status alone (the kubelet's first status post).
+        store.update_status(created.with_status(node.status.clone()))
 
 
 class ClusterWorld:
@@ -209,10 +209,10 @@ class ClusterWorld:
         status = {
             "phase": "Running", "podIP": ip, "hostIP": ip, "startTime": now,
             "conditions": [{"type": "Ready", "status": "False" if hostnetwork else "True", "lastTransitionTime": now}],
-            "containerStatuses": [{"name": c.get("name", "main"), "ready": not hostnetwork, "restartCount": 0,
-                                   "image": c.get("image", ""), "imageID": "", "started": True,
+            "containerStatuses": [{"name": c.name, "ready": not hostnetwork, "restartCount": 0,
+                                   "image": c.image, "imageID": "", "started": True,
                                    "state": {"running": {"startedAt": now}}}
-                                  for c in (pod.spec.model_dump(by_alias=True).get("containers") or [])],
+                                  for c in pod.spec.containers],
         }
         self._patch_pod_status(ns, name, status)
         if dpu is None or dpu not in self.bluefields.dpus:
@@ -239,8 +239,8 @@ class ClusterWorld:
         pod = self.host.try_get(Pod, name, ns)
         env = {}
         if pod is not None:
-            for c in pod.spec.model_dump(by_alias=True).get("containers") or []:
-                for e in c.get("env") or []:
+            for c in pod.spec.containers:
+                for e in (c.model_extra or {}).get("env") or []:
                     env[e.get("name")] = e.get("value")
         num_vfs = int(env.get("num_of_vfs") or 16)
         mtu = int(env.get("vf_mtu") or 1500)
@@ -253,8 +253,7 @@ class ClusterWorld:
                 break
             yield self.env.timeout(HOSTNETWORK_LOOP)
         now = rfc3339(self.clock.now())
-        status = pod.model_dump(by_alias=True).get("status") or {}
-        containers = [{**c, "ready": True} for c in status.get("containerStatuses", [])]
+        containers = [{**c.model_dump(by_alias=True), "ready": True} for c in pod.status.container_statuses]
         self._patch_pod_status(ns, name, {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
                                           "containerStatuses": containers})
 

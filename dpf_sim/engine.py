@@ -86,8 +86,7 @@ class EventLog:
 
     def write(self, t: float, text: str) -> None:
         line = f"{t:.3f} {text}"
-        self._sha.update(line.encode())
-        self._sha.update(b"\n")
+        self._sha.update(f"{line}\n".encode())
         self.count += 1
         if self.keep:
             self.lines.append(line)

@@ -211,6 +211,8 @@ class Runner:
         self.checks: list[Check] = []
         self._after: dict[int, list[Check]] = {}
         self._routes: dict[tuple[str | None, type[KubeObject] | None], list[Check]] = {}
+        # The four routes an event of (store, kind) takes, merged once per pair (cleared when a check activates).
+        self._merged: dict[tuple[str, type[KubeObject]], tuple[Check, ...]] = {}
         self._stop = self.env.event()
         self.stopped_by = ""
         self.steps_done = not self.scenario.timeline
@@ -267,6 +269,7 @@ class Runner:
         kinds: tuple[type[KubeObject] | None, ...] = check.kinds if check.kinds is not None else (None,)
         for cls in kinds:
             self._routes.setdefault((check.store, cls), []).append(check)
+        self._merged.clear()
         check.activate(deleted)
         if check.within is not None and not check.decided:
             self.env.process(self._deadline(check, check.within))
@@ -284,12 +287,14 @@ class Runner:
         cls = type(obj)
         if store == "host" and cls is DPU:
             self.phases.on_event(ev, self.twin.now)
-        for key in ((store, cls), (None, cls), (store, None), (None, None)):
-            routed = self._routes.get(key)
-            if routed:
-                for check in routed:
-                    if not check.decided:
-                        check.on_event(store, ev)
+        merged = self._merged.get((store, cls))
+        if merged is None:
+            routes = self._routes
+            merged = self._merged[(store, cls)] = tuple(
+                c for key in ((store, cls), (None, cls), (store, None), (None, None)) for c in routes.get(key, ()))
+        for check in merged:
+            if not check.decided:
+                check.on_event(store, ev)
         if self._progress is not None and self.events & 63 == 0 and self._progress.due():
             self._progress.draw(self.twin.now, self.phases.snapshot(), self.twin.log.count)
 

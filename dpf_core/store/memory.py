@@ -859,7 +859,7 @@ class MemoryStore:
             if causes:
                 info = t.cls.KIND
                 raise Invalid(info.kind, key[1], causes, group=info.group)
-        return cast(T, self._commit_update(t, key, old, admitted))
+        return cast(T, self._commit_update(t, key, old, admitted, status_only=status_only))
 
     def _spec_changed(self, t: _Table, new: KubeObject, old: KubeObject) -> bool:
         for f in t.spec_fields:
@@ -867,12 +867,15 @@ class MemoryStore:
                 return True
         return (new.__pydantic_extra__ or {}) != (old.__pydantic_extra__ or {})
 
-    def _commit_update(self, t: _Table, key: Key, old: KubeObject, new: KubeObject) -> KubeObject:
-        """Store an admitted replacement (system metadata already carried over from `old`)."""
+    def _commit_update(
+        self, t: _Table, key: Key, old: KubeObject, new: KubeObject, *, status_only: bool = False
+    ) -> KubeObject:
+        """Store an admitted replacement (system metadata already carried over from `old`). A status-only
+        replacement is known to differ (its status was compared) and shares spec with `old`."""
         m = new.metadata
-        if new == old:
+        if not status_only and new == old:
             return old  # nothing changed: no write, no resourceVersion, no event
-        if self._spec_changed(t, new, old):
+        if not status_only and self._spec_changed(t, new, old):
             m.generation = (old.metadata.generation or 0) + 1
         rv = self._next_rv()
         m.resource_version = str(rv)
