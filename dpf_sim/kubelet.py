@@ -355,7 +355,7 @@ class Kubelet:
         requests = pod_requests(pod_spec)
         for node in missing:
             short = shortfall(requests, free.get(node))
-            name = f"{ds.name}-{content_hash(node, length=5)}-{revision[:5]}"
+            name = self._daemon_pod_name(ds, node, revision)
             if short:
                 self._new_pod(ds, name, template, {REVISION_LABEL: revision}, None, node)
                 pod = self.store.try_get(Pod, name, ds.namespace)
@@ -367,6 +367,21 @@ class Kubelet:
                 for k, q in requests.items():
                     left[k] = left.get(k, Fraction(0)) - q
             self._new_pod(ds, name, template, {REVISION_LABEL: revision}, node, None)
+
+    def _daemon_pod_name(self, ds: DaemonSet, node: str, revision: str) -> str:
+        """`<ds>-<5 hex of the node>-<5 of the revision>`, stable per node. Five hex digits collide between
+        nodes (two of 400 DPU names already do): a name held by another node's pod is salted until free, so
+        every node gets its pod (the DaemonSet controller's generateName would retry with a fresh suffix)."""
+        salt = 0
+        while True:
+            suffix = content_hash(node, length=5) if salt == 0 else content_hash(node, salt, length=5)
+            name = f"{ds.name}-{suffix}-{revision[:5]}"
+            held = self.store.try_get(Pod, name, ds.namespace)
+            if held is None:
+                return name
+            if (held.spec.node_name or held.metadata.annotations.get(TARGET_NODE_ANNOTATION)) == node:
+                return name  # this node's own (a terminating one: the create fails and a later pass retries)
+            salt += 1
 
     def _sync_deployment(self, dep: Deployment, nodes: list[Node]) -> None:
         template = dep.model_dump(by_alias=True)["spec"].get("template") or {}

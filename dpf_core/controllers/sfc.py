@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,8 +61,9 @@ from dpf_core.api.svc import (
     ServiceInterface,
 )
 from dpf_core.ports import Ovs
-from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result
+from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result, Watch
 from dpf_core.store.protocol import WatchEvent
+from dpf_core.store.selectors import compile_label_selector
 
 from .mirror import write
 
@@ -231,6 +233,23 @@ def _set_ready(obj: ServiceInterface | ServiceChain, status: ConditionStatus, re
     obj.status.observed_generation = generation
 
 
+def _ready_as(obj: ServiceInterface | ServiceChain, status: ConditionStatus, reason: str, message: str) -> bool:
+    """Whether `_set_ready` with these values would leave `obj`'s status as it is (then a pass has nothing
+    to write, and needs no copy of the object)."""
+    generation = obj.metadata.generation
+    if obj.status.observed_generation != generation:
+        return False
+    for c in obj.status.conditions:
+        if c.type == TYPE_READY:
+            return (
+                c.status == status
+                and c.reason == reason
+                and c.message == message
+                and c.observed_generation == generation
+            )
+    return False
+
+
 def _on_node(node_name: str) -> Any:
     def pred(ev: WatchEvent) -> bool:
         spec = getattr(ev.object, "spec", None)
@@ -267,6 +286,131 @@ def interface_key(ctx: Context, si: ServiceInterface, namespace: str | None, nod
     return f"{pod.namespace}/{pod.name}/{service.interface_name}"
 
 
+# --- the node's objects, kept by the agent's watches ------------------------------------------------------
+#
+# DPF's agent lists the whole cluster's ServiceInterfaces by label for every port of every chain, every 5 s
+# (and every ServiceChain and ServiceInterface on every stale sweep), then keeps this node's: O(cluster) per
+# chain pass, O(nodes^2) per DPU cluster. The agent's own watches keep this node's objects here instead, so a
+# lookup walks the handful on this node. What a lookup returns is re-read from the store by name, so an object
+# whose `spec.node` moved elsewhere (an event this node may never see: the twin routes events by the new node)
+# drops out, and the result is what the label-selected list filtered by node gives.
+
+
+def _rv_newer_or_same(old: KubeObject, new: KubeObject) -> bool:
+    """False only for a replayed (initial list) copy older than the one held."""
+    a, b = old.metadata.resource_version, new.metadata.resource_version
+    if a and b and a.isdigit() and b.isdigit():
+        return int(b) >= int(a)
+    return True
+
+
+_ObjKey = tuple[str, str]  # (namespace, name)
+
+
+class NodeObjects:
+    """This node's ServiceInterfaces and ServiceChains as the agent's watches last delivered them.
+
+    A kind's table is `live` once its controller started (the informers' initial list went through the
+    watch); until then readers fall back to store lists. Mappers may run on the store's thread and lookups on
+    a worker's: tables are read and written under `lock`, never held across a store call."""
+
+    def __init__(self, node_name: str) -> None:
+        self.node_name = node_name
+        self.lock = threading.RLock()
+        self.interfaces: dict[_ObjKey, ServiceInterface] = {}
+        self.chains: dict[_ObjKey, ServiceChain] = {}
+        self.interfaces_live = False
+        self.chains_live = False
+
+    def reset(self, kind: type[KubeObject]) -> None:
+        with self.lock:
+            if kind is ServiceInterface:
+                self.interfaces.clear()
+                self.interfaces_live = False
+            else:
+                self.chains.clear()
+                self.chains_live = False
+
+    def _feed(self, table: dict[_ObjKey, Any], ev: WatchEvent) -> None:
+        obj = ev.object
+        key = (obj.metadata.namespace or "", obj.name)
+        with self.lock:
+            if ev.type == "DELETED" or getattr(obj.spec, "node", None) != self.node_name:  # type: ignore[attr-defined]
+                table.pop(key, None)
+                return
+            prev = table.get(key)
+            if prev is not None and not _rv_newer_or_same(prev, obj):
+                return
+            table[key] = obj
+
+    # -- watch mappers that enqueue nothing --
+    def on_interface(self, ev: WatchEvent) -> list[Request]:
+        if isinstance(ev.object, ServiceInterface):
+            self._feed(self.interfaces, ev)
+        return []
+
+    def on_chain(self, ev: WatchEvent) -> list[Request]:
+        if isinstance(ev.object, ServiceChain):
+            self._feed(self.chains, ev)
+        return []
+
+    # -- reads --
+    def interfaces_on_node(
+        self, ctx: Context, namespace: str | None, labels: Mapping[str, str] | None = None
+    ) -> list[ServiceInterface] | None:
+        """This node's ServiceInterfaces (in `namespace`, matching `labels`) by name, as the store holds them
+        now; None while the table is not live."""
+        matcher = compile_label_selector(dict(labels)) if labels is not None else None
+        with self.lock:
+            if not self.interfaces_live:
+                return None
+            candidates = sorted(
+                (key, si)
+                for key, si in self.interfaces.items()
+                if (namespace is None or key[0] == namespace)
+                and (matcher is None or matcher.matches(si.metadata.labels))
+            )
+        found: list[ServiceInterface] = []
+        for (ns, name), _cached in candidates:
+            current = ctx.client.try_get(ServiceInterface, name, ns or None)
+            if current is None or current.spec.node != self.node_name:
+                continue
+            if matcher is None or matcher.matches(current.metadata.labels):
+                found.append(current)
+        return found
+
+    def chain_cookies(self, ctx: Context) -> set[int] | None:
+        """The cookies of this node's ServiceChains that still exist; None while the table is not live."""
+        with self.lock:
+            if not self.chains_live:
+                return None
+            keys = sorted(self.chains)
+        return {
+            chain_cookie(ns or None, name)
+            for ns, name in keys
+            if ctx.client.try_get(ServiceChain, name, ns or None) is not None
+        }
+
+
+class _FeedingController(Controller):
+    """A controller one of whose watches feeds a `NodeObjects` table: the table is cleared before the
+    informers' initial list and live after it."""
+
+    def __init__(self, *args: Any, objects: NodeObjects, kind: type[KubeObject], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._objects = objects
+        self._kind = kind
+
+    def start(self, lister: Lister, listers: dict[str | None, Lister] | None = None) -> None:
+        self._objects.reset(self._kind)
+        super().start(lister, listers)
+        with self._objects.lock:
+            if self._kind is ServiceInterface:
+                self._objects.interfaces_live = True
+            else:
+                self._objects.chains_live = True
+
+
 # --- ServiceInterface -------------------------------------------------------------------------------------
 
 
@@ -298,20 +442,25 @@ class ServiceInterfaceReconciler:
                 return Result(requeue_after=REQUEUE_ERROR)
             return Result(requeue_after=REQUEUE_SUCCESS)
 
-        new = si.deepcopy()
         now = ctx.timestamp()
         requeue = REQUEUE_SUCCESS
+        finalize = False
         try:
             add_interfaces(ovs, si)
         except Exception as e:
             ctx.log.info("ServiceInterface %s: failed to add interfaces to OVS: %s", req, e)
-            _set_ready(new, "False", REASON_ERROR, f"failed to add port: {e}", now)
+            outcome: tuple[ConditionStatus, str, str] = ("False", REASON_ERROR, f"failed to add port: {e}")
             requeue = REQUEUE_ERROR
         else:
-            if FINALIZER_SERVICE_INTERFACE not in new.metadata.finalizers:
-                new.metadata.finalizers.append(FINALIZER_SERVICE_INTERFACE)
-            status, reason, message = self._readiness(ctx, ovs, si)
-            _set_ready(new, status, reason, message, now)
+            finalize = FINALIZER_SERVICE_INTERFACE not in si.metadata.finalizers
+            outcome = self._readiness(ctx, ovs, si)
+        if not finalize and _ready_as(si, *outcome):
+            return Result(requeue_after=requeue)  # nothing to write: no copy either
+        new = si.deepcopy()
+        if finalize:
+            new.metadata.finalizers.append(FINALIZER_SERVICE_INTERFACE)
+        status, reason, message = outcome
+        _set_ready(new, status, reason, message, now)
         try:
             write(ctx, si, new)
         except Exception as e:
@@ -369,9 +518,16 @@ def delete_interfaces(ovs: Ovs, si: ServiceInterface) -> None:
 
 
 class ServiceChainReconciler:
-    def __init__(self, node_name: str, *, lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE)) -> None:
+    def __init__(
+        self,
+        node_name: str,
+        *,
+        lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE),
+        objects: NodeObjects | None = None,
+    ) -> None:
         self.node_name = node_name
         self.lookup_bridges = tuple(lookup_bridges)
+        self.objects = objects
 
     def reconcile(self, ctx: Context, req: Request) -> Result:
         cookie = chain_cookie(req.namespace, req.name)
@@ -388,13 +544,13 @@ class ServiceChainReconciler:
         if sc.spec.node != self.node_name:
             return DONE
 
-        new = sc.deepcopy()
         now = ctx.timestamp()
+        outcome: tuple[ConditionStatus, str, str]
         try:
             switches = self._resolve(ctx, ovs, sc)
         except Exception as e:
             ctx.log.error("ServiceChain %s: failed to get interface: %s", req, e)
-            _set_ready(new, "False", REASON_PENDING, str(e), now)
+            outcome = ("False", REASON_PENDING, str(e))
         else:
             try:
                 for ports in switches:
@@ -403,9 +559,14 @@ class ServiceChainReconciler:
                         ovs.add_flows_bundle(SFC_BRIDGE, flows)
             except Exception as e:
                 ctx.log.error("ServiceChain %s: failed to add flows: %s", req, e)
-                _set_ready(new, "False", REASON_ERROR, f"failed to add flows: {e}", now)
+                outcome = ("False", REASON_ERROR, f"failed to add flows: {e}")
             else:
-                _set_ready(new, "True", REASON_SUCCESS, "", now)
+                outcome = ("True", REASON_SUCCESS, "")
+        if _ready_as(sc, *outcome):
+            return Result(requeue_after=REQUEUE_FLOWS)  # the 5 s re-apply of a programmed chain writes nothing
+        new = sc.deepcopy()
+        status, reason, message = outcome
+        _set_ready(new, status, reason, message, now)
         try:
             write(ctx, sc, new)
         except Exception as e:
@@ -414,12 +575,17 @@ class ServiceChainReconciler:
 
     def service_interface(self, ctx: Context, namespace: str | None, ifc: ServiceIfc) -> ServiceInterface:
         """The unique ServiceInterface on this node in the chain's namespace matching the port's labels."""
-        found = [
-            si
-            for si in ctx.client.list(ServiceInterface, namespace, label_selector=ifc.match_labels)
-            if si.spec.node == self.node_name
-        ]
         labels = ifc.match_labels
+        indexed = self.objects.interfaces_on_node(ctx, namespace, labels) if self.objects is not None else None
+        found = (
+            indexed
+            if indexed is not None
+            else [
+                si
+                for si in ctx.client.list(ServiceInterface, namespace, label_selector=labels)
+                if si.spec.node == self.node_name
+            ]
+        )
         if not found:
             raise LookupError(
                 f"no serviceInterface in namespace({namespace}) matching labels({labels}) on node({self.node_name}) found"
@@ -449,7 +615,9 @@ class ServiceChainReconciler:
 
     def _remove_chain_labels(self, ctx: Context, req: Request) -> None:
         selector = {LABEL_SERVICE_CHAIN: req.name}
-        for si in ctx.client.list(ServiceInterface, req.namespace, label_selector=selector):
+        indexed = self.objects.interfaces_on_node(ctx, req.namespace, selector) if self.objects is not None else None
+        found = indexed if indexed is not None else ctx.client.list(ServiceInterface, req.namespace, label_selector=selector)
+        for si in found:
             if si.spec.node != self.node_name:
                 continue
             unlabelled = si.deepcopy()
@@ -478,9 +646,12 @@ STALE_REQUEST = Request(None, "stale-object-remover")
 class StaleObjectRemover:
     """A ticker: the first pass only arms it, then every `period` it sweeps flows and ports."""
 
-    def __init__(self, node_name: str, period: float = STALE_REMOVAL_PERIOD) -> None:
+    def __init__(
+        self, node_name: str, period: float = STALE_REMOVAL_PERIOD, *, objects: NodeObjects | None = None
+    ) -> None:
         self.node_name = node_name
         self.period = period
+        self.objects = objects
         self._armed = False
 
     def reconcile(self, ctx: Context, req: Request) -> Result:
@@ -497,6 +668,11 @@ class StaleObjectRemover:
 
     def remove_stale_flows(self, ctx: Context, ovs: Ovs) -> list[int]:
         current = flow_cookies(ovs.dump_flows(SFC_BRIDGE))
+        # Every cookie on the switch being one of this node's live chains' (the usual case) already means
+        # nothing is stale; only otherwise is every chain of the cluster listed, as DPF does on every sweep.
+        own = self.objects.chain_cookies(ctx) if self.objects is not None else None
+        if own is not None and current <= own:
+            return []
         desired = {chain_cookie(sc.namespace, sc.name) for sc in ctx.client.list(ServiceChain)}
         removed = sorted(current - desired)
         for cookie in removed:
@@ -505,9 +681,9 @@ class StaleObjectRemover:
         return removed
 
     def remove_stale_ports(self, ctx: Context, ovs: Ovs) -> list[str]:
-        desired = {
-            produced_port(si) for si in ctx.client.list(ServiceInterface) if si.spec.node == self.node_name
-        }
+        indexed = self.objects.interfaces_on_node(ctx, None) if self.objects is not None else None
+        mine = indexed if indexed is not None else ctx.client.list(ServiceInterface)
+        desired = {produced_port(si) for si in mine if si.spec.node == self.node_name}
         removed: list[str] = []
         for row in (PortRow.of(r) for r in ovs.ports(SFC_BRIDGE)):
             ids = row.port_external_ids
@@ -535,20 +711,30 @@ def controllers(
     lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE),
     stale_period: float = STALE_REMOVAL_PERIOD,
 ) -> list[Controller]:
-    """The agent of one DPU node: ServiceInterface, ServiceChain and the stale object remover."""
+    """The agent of one DPU node: ServiceInterface, ServiceChain and the stale object remover, sharing the
+    node's objects (`NodeObjects`) that the first two controllers' watches keep."""
     on_node = _on_node(node_name)
+    objects = NodeObjects(node_name)
     return [
-        Controller(
+        _FeedingController(
             NAME_SERVICE_INTERFACE,
             ServiceInterfaceReconciler(node_name, lookup_bridges=lookup_bridges),
             ServiceInterface,
+            [Watch(ServiceInterface, objects.on_interface)],
             for_predicate=on_node,
+            objects=objects,
+            kind=ServiceInterface,
         ),
-        Controller(
+        _FeedingController(
             NAME_SERVICE_CHAIN,
-            ServiceChainReconciler(node_name, lookup_bridges=lookup_bridges),
+            ServiceChainReconciler(node_name, lookup_bridges=lookup_bridges, objects=objects),
             ServiceChain,
+            [Watch(ServiceChain, objects.on_chain)],
             for_predicate=on_node,
+            objects=objects,
+            kind=ServiceChain,
         ),
-        _TickerController(NAME_STALE_OBJECT_REMOVER, StaleObjectRemover(node_name, stale_period), None),
+        _TickerController(
+            NAME_STALE_OBJECT_REMOVER, StaleObjectRemover(node_name, stale_period, objects=objects), None
+        ),
     ]

@@ -167,3 +167,27 @@ def test_missing_chart_is_degraded_with_a_clear_message() -> None:
     assert app.status.health is not None and app.status.health.status == "Degraded"
     assert "version 9.9 not found" in (app.status.health.message or "")
     assert app.status.conditions[0]["type"] == "ComparisonError"
+
+
+def test_daemonset_pods_of_nodes_whose_name_hashes_collide_both_run() -> None:
+    """worker-0-14-... and worker-0-324-... share the 5-hex node hash of a DaemonSet pod's name; before the
+    salt, the second node's create failed with AlreadyExists on every pass and it never got its pod."""
+    from dpf_core.controllers.svc_common import content_hash
+
+    names = ["worker-0-14-0000-04-00", "worker-0-324-0000-04-00"]
+    assert content_hash(names[0], length=5) == content_hash(names[1], length=5)
+    env, store, _ = kube([node(n, cpu="4") for n in names])
+    for o in render(CHART, "app", "rel", "ns", {}):
+        store.create(o)
+    env.run(until=60)
+    agents = [p for p in store.list(Pod, "ns") if p.metadata.labels["app.kubernetes.io/name"] == "agent"]
+    assert sorted(p.spec.node_name or "" for p in agents) == names
+    assert all(p.status.phase == "Running" for p in agents)
+    assert store.get(DaemonSet, "rel-agent", "ns").status.number_ready == 2
+    # Stable: a later pass keeps both pods (neither is taken for the other node's).
+    before = {p.name: p.metadata.uid for p in agents}
+    store.create(node("extra", cpu="4"))
+    env.run(until=120)
+    after = {p.name: p.metadata.uid for p in store.list(Pod, "ns") if p.spec.node_name in names
+             and p.metadata.labels["app.kubernetes.io/name"] == "agent"}
+    assert after == before
