@@ -62,10 +62,20 @@ def set_condition(
     message: str,
     now: str,
     observed_generation: int | None = None,
+    *,
+    copy_on_write: bool = False,
 ) -> bool:
     """apimachinery's SetStatusCondition: lastTransitionTime moves only when the status changes; reason,
-    message and observedGeneration are always overwritten. Returns whether the list changed."""
+    message and observedGeneration are always overwritten. Returns whether the list changed.
+
+    `copy_on_write`: a changed condition is replaced by an edited copy instead of edited in place, for a list
+    whose elements are shared with a store snapshot (read-only)."""
     c = get_condition(conditions, type)
+    if copy_on_write and c is not None and (c.status, c.reason, c.message, c.observed_generation) != (
+        status, reason, message, observed_generation
+    ):
+        i = next(i for i, x in enumerate(conditions) if x is c)
+        c = conditions[i] = c.model_copy()
     if c is None:
         conditions.append(
             Condition.model_construct(

@@ -7,6 +7,7 @@ are left off the wire, as Go's `omitempty` does, so a dump of a loaded manifest 
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +38,52 @@ class Model(BaseModel):
         """A deep copy. Dump + validate runs in pydantic-core and costs a third of `model_copy(deep=True)`
         (copy.deepcopy of pydantic's internals), which matters on the reconcile hot path."""
         return type(self).model_validate(self.model_dump(exclude_none=True))
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _fresh(v: Any, old: Any) -> bool:
+    """Whether `v` holds nothing shared with `old` (then one pydantic-core copy beats walking it)."""
+    if isinstance(v, BaseModel) and type(old) is type(v):
+        od = old.__dict__
+        for k, x in v.__dict__.items():
+            if isinstance(x, _ATOMS):
+                continue
+            o = od.get(k)
+            if x is o or (isinstance(x, list) and isinstance(o, list) and not _fresh(x, o)):
+                return False
+        return True
+    if isinstance(v, list) and isinstance(old, list):
+        ids = {id(x) for x in old}
+        return not any(id(x) in ids for x in v)
+    return True
+
+
+def share_copy(new: Any, old: Any) -> Any:
+    """A deep copy of `new` that shares every part identical (`is`) to the matching part of `old`, a store
+    snapshot: snapshots are read-only, so what a writer took unchanged from one can stay shared with it (as
+    a status write already shares spec). A writer that copied only what it changed pays for only that."""
+    if new is old or isinstance(new, _ATOMS):
+        return new
+    if isinstance(new, BaseModel):
+        if _fresh(new, old):
+            return new.clone() if isinstance(new, Model) else new.model_copy(deep=True)
+        od = old.__dict__
+        out = type(new).__new__(type(new))
+        object.__setattr__(out, "__dict__", {k: share_copy(x, od.get(k)) for k, x in new.__dict__.items()})
+        object.__setattr__(out, "__pydantic_fields_set__", set(new.__pydantic_fields_set__))
+        extra = new.__pydantic_extra__
+        object.__setattr__(out, "__pydantic_extra__", None if extra is None else copy.deepcopy(extra))
+        object.__setattr__(out, "__pydantic_private__", None)
+        return out
+    if isinstance(new, list):
+        shared = {id(x) for x in old} if isinstance(old, list) else set()
+        return [x if id(x) in shared else share_copy(x, None) for x in new]
+    if isinstance(new, dict):
+        src = old if isinstance(old, dict) else {}
+        return {k: share_copy(x, src.get(k)) for k, x in new.items()}
+    return copy.deepcopy(new)
 
 
 class OpenModel(Model):

@@ -470,7 +470,10 @@ class _Pass:
     def status(self) -> DPUStatus:
         """The status to edit (copied on first use)."""
         if self._status is None:
-            self._status = self.base.clone()
+            # Shallow, with its own conditions list: `set` replaces a condition it changes (copy on write),
+            # so the snapshot's conditions stay shared and untouched, and the store's status write copies
+            # only what changed (meta.share_copy).
+            self._status = self.base.model_copy(update={"conditions": list(self.base.conditions)})
         return self._status
 
     @property
@@ -525,6 +528,7 @@ class _Pass:
             reason or type.value,
             message,
             self.ctx.timestamp(),
+            copy_on_write=True,
         )
 
     def fail(self, type: DPUConditionType, reason: str, message: str) -> DPUError:

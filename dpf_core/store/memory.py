@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import builtins
-import copy
 import os
 import random
 import threading
@@ -36,7 +35,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from dpf_core.api import admission, registry
-from dpf_core.api.meta import KubeObject, Model, ObjectMeta
+from dpf_core.api.meta import KubeObject, ObjectMeta, share_copy
 from dpf_core.errors import (
     AlreadyExists,
     ApiError,
@@ -837,7 +836,7 @@ class MemoryStore:
             if status == getattr(old, "status", None):
                 return cast(T, old)  # nothing changed: no write, no resourceVersion, no event
             admitted = old.model_copy(update={"metadata": old.metadata.model_copy(),
-                                              "status": status.clone() if isinstance(status, Model) else copy.deepcopy(status)})
+                                              "status": share_copy(status, getattr(old, "status", None))})
         else:
             om = old.metadata
             system = {

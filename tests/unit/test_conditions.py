@@ -206,3 +206,17 @@ def test_names_in_a_message_are_capped_so_a_thousand_children_fit_a_condition() 
     assert text.endswith(", and 990 more") or text.endswith(" and 990 more")
     assert text.count("hbn-to-fabric") == 10 and len(text) < 32768
     assert list_names(names, ", ").startswith("dpf-operator-system/hbn-to-fabric-dpu-node-0000, ")
+
+
+def test_copy_on_write_replaces_a_changed_condition_and_leaves_the_shared_one_alone() -> None:
+    shared: list[Condition] = []
+    cond.set_condition(shared, "A", "False", "Pending", "m1", "t1")
+    cond.set_condition(shared, "B", "True", "Success", "", "t1")
+    a, b = shared
+    mine = list(shared)  # a writer's own list over a snapshot's conditions
+    assert cond.set_condition(mine, "A", "True", "Success", "", "t2", copy_on_write=True)
+    assert (a.status, a.reason, a.message, a.last_transition_time) == ("False", "Pending", "m1", "t1")
+    assert mine[0] is not a and (mine[0].status, mine[0].last_transition_time) == ("True", "t2")
+    # Unchanged conditions are not copied: they stay shared.
+    assert not cond.set_condition(mine, "B", "True", "Success", "", "t3", copy_on_write=True)
+    assert mine[1] is b
