@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from dpf_core.api import admission, registry
@@ -929,6 +929,10 @@ class MemoryStore:
             self._verify(t, key, old)
         if subresource not in (None, "status"):
             raise NotFound(f"the server could not find the requested resource ({t.resource}/{subresource})", kind=info.kind, name=name)
+        if patch_type in ("merge", "strategic"):
+            by_section = self._merge_by_section(old, patch)
+            if by_section is not None:
+                return cast(T, self._update(by_section, status_only=subresource == "status", check_identity=False, private=True))
         base = old.wire()
         try:
             doc = load_patch(patch)
@@ -957,6 +961,39 @@ class MemoryStore:
             )
         new = admission.decode(patched, cls)
         return cast(T, self._update(new, status_only=subresource == "status", check_identity=False, private=True))
+
+    _SECTIONS = frozenset({"metadata", "spec", "status"})
+
+    def _merge_by_section(self, old: KubeObject, patch: Any) -> KubeObject | None:
+        """A merge patch of metadata/spec/status applied section by section: only the sections it names are
+        dumped, merged and validated; the others stay shared with `old` (read-only, as every snapshot).
+        Same result as patching the whole document. None sends the patch down the general path, which also
+        words every error, so this path never has to: any doubt (defaulters that edit in place, a renamed
+        object, an invalid section) is a None."""
+        cls = type(old)
+        if not isinstance(patch, Mapping) or not patch or not patch.keys() <= self._SECTIONS:
+            return None
+        if registry.hooks_for(cls).default:
+            return None  # defaulters edit the admitted object in place: it must share nothing
+        update: dict[str, Any] = {}
+        for section, change in patch.items():
+            current = getattr(old, section, None)
+            field = cls.model_fields.get(section)
+            if not isinstance(change, Mapping) or not isinstance(current, BaseModel) or field is None:
+                return None
+            sub = type(current)
+            if field.annotation is not sub:
+                return None
+            try:
+                merged = merge_patch(current.model_dump(mode="json", by_alias=True, exclude_none=True), change)
+                if section == "metadata" and (
+                    merged.get("name") != old.metadata.name or merged.get("namespace") != old.metadata.namespace
+                ):
+                    return None
+                update[section] = sub.model_validate(admission.prune_nulls(merged, sub))
+            except (PatchError, ValidationError):
+                return None
+        return old.model_copy(update=update)
 
     # ---- delete and garbage collection -----------------------------------------------------------------------
 
