@@ -21,20 +21,17 @@ One pass (DPF's dpudeployment controller; the summary is written on every pass):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from typing import Any
 
 from dpf_core.api.conditions import (
     REASON_AWAITING_DELETION,
-    REASON_ERROR,
     REASON_FAILURE,
     REASON_PENDING,
     REASON_SUCCESS,
-    init_conditions,
     list_names,
     set_condition,
-    summarize_ready,
 )
 from dpf_core.api.meta import KubeObject
 from dpf_core.api.provisioning import BFB, DPUFlavor, DPUSet
@@ -70,7 +67,8 @@ from dpf_core.api.svc import (
 from dpf_core.errors import NotFound
 from dpf_core.runtime import DONE, Context, Controller, Request, Result, Watch, from_object, owner
 
-from .mirror import ListerCell, ListerController, apply, is_ready, write
+from .mirror import ListerCell, ListerController, apply, is_ready
+from .reconcile_base import FinalizerReconciler, phase
 from .svc_common import content_hash, deep_merge
 
 NAME = "dpudeployment"
@@ -164,36 +162,10 @@ def fitting_problems(flavor: DPUFlavor, templates: Iterable[DPUServiceTemplate])
     return out
 
 
-class DPUDeploymentReconciler:
-    def reconcile(self, ctx: Context, req: Request) -> Result:
-        found = ctx.client.try_get(DPUDeployment, req.name, req.namespace)
-        if found is None:
-            return DONE
-        obj = found
-        new = obj.deepcopy()
-        conds = new.status.conditions
-        now = ctx.timestamp()
-        init_conditions(conds, CONDITIONS, now)
-        error: Exception | None = None
-        result = DONE
-        try:
-            if obj.metadata.deletion_timestamp is not None:
-                result = self._reconcile_delete(ctx, new, now)
-            elif FINALIZER_DPUDEPLOYMENT not in obj.metadata.finalizers:
-                new.metadata.finalizers.append(FINALIZER_DPUDEPLOYMENT)
-            else:
-                result = self._reconcile(ctx, new, now)
-        except Exception as e:
-            error = e
-        gone = obj.metadata.deletion_timestamp is not None and FINALIZER_DPUDEPLOYMENT not in new.metadata.finalizers
-        if not gone:
-            self._summary(ctx, new, now)
-            summarize_ready(conds, CONDITIONS, now)
-            new.status.observed_generation = new.metadata.generation
-        write(ctx, obj, new)
-        if error is not None:
-            raise error
-        return result
+class DPUDeploymentReconciler(FinalizerReconciler[DPUDeployment]):
+    KIND = DPUDeployment
+    CONDITIONS = CONDITIONS
+    FINALIZER = FINALIZER_DPUDEPLOYMENT
 
     # --- dependencies -----------------------------------------------------------------------------------
     def _dependencies(self, ctx: Context, dep: DPUDeployment) -> Dependencies:
@@ -253,7 +225,7 @@ class DPUDeploymentReconciler:
                     ctx.client.update(freed)
 
     # --- the flow ---------------------------------------------------------------------------------------
-    def _reconcile(self, ctx: Context, new: DPUDeployment, now: str) -> Result:
+    def reconcile_normal(self, ctx: Context, new: DPUDeployment, now: str) -> Result:
         conds = new.status.conditions
         try:
             deps = self._dependencies(ctx, new)
@@ -272,21 +244,21 @@ class DPUDeploymentReconciler:
 
         versions = {k: service_version(deps.templates[k], deps.configs[k]) for k in deps.templates}
         chain_v = chain_version(new)
-        steps: list[tuple[str, Any]] = [
+        steps: list[tuple[str, Callable[[], None]]] = [
             (CONDITION_DPUSERVICE_INTERFACES_RECONCILED, lambda: self._interfaces(ctx, new, deps, versions)),
             (CONDITION_DPUSERVICES_RECONCILED, lambda: self._services(ctx, new, deps, versions)),
             (CONDITION_DPUSERVICE_CHAINS_RECONCILED, lambda: self._chain(ctx, new, chain_v)),
             (CONDITION_DPUSETS_RECONCILED, lambda: self._dpusets(ctx, new, deps, versions, chain_v)),
         ]
+        # Ours, not DPF's (it stops at the first failing kind): one kind's error does not hold back the others'
+        # updates; the first error is the one retried.
         first_error: Exception | None = None
         for cond, step in steps:
             try:
-                step()
+                with phase(conds, cond, now):
+                    step()
             except Exception as e:
-                set_condition(conds, cond, "False", REASON_ERROR, f"Error occurred: {e}", now)
                 first_error = first_error or e
-            else:
-                set_condition(conds, cond, "True", REASON_SUCCESS, "", now)
         if first_error is not None:
             raise first_error
         return DONE
@@ -445,9 +417,8 @@ class DPUDeploymentReconciler:
             DPUServiceInterface: interfaces,
         }
 
-    def _summary(self, ctx: Context, new: DPUDeployment, now: str) -> bool:
+    def summarize(self, ctx: Context, obj: DPUDeployment, new: DPUDeployment, now: str) -> Exception | None:
         conds = new.status.conditions
-        all_ready = True
         expected = self._expected(ctx, new)
         for cond, cls in ((CONDITION_DPUSERVICES_READY, DPUService),
                           (CONDITION_DPUSERVICE_CHAINS_READY, DPUServiceChain),
@@ -460,14 +431,13 @@ class DPUDeploymentReconciler:
                            children[name].metadata.generation)]
             if unready:
                 set_condition(conds, cond, "False", REASON_PENDING, "Objects not ready: " + list_names(unready, ", "), now)
-                all_ready = False
             else:
                 set_condition(conds, cond, "True", REASON_SUCCESS, "", now)
         set_condition(conds, CONDITION_DPUSETS_READY, "True", REASON_SUCCESS, "", now)
-        return all_ready
+        return None
 
     # --- deletion ---------------------------------------------------------------------------------------
-    def _reconcile_delete(self, ctx: Context, new: DPUDeployment, now: str) -> Result:
+    def reconcile_delete(self, ctx: Context, new: DPUDeployment, now: str) -> Result:
         conds = new.status.conditions
         remaining = 0
         for cls in (DPUServiceChain, DPUServiceInterface, DPUService):

@@ -30,9 +30,7 @@ from dpf_core.api.conditions import (
     REASON_ERROR,
     REASON_PENDING,
     REASON_SUCCESS,
-    init_conditions,
     set_condition,
-    summarize_ready,
 )
 from dpf_core.api.external import (
     ANNOTATION_ARGOCD_SKIP_RECONCILE,
@@ -71,7 +69,8 @@ from dpf_core.errors import NotFound
 from dpf_core.runtime import DONE, Context, Controller, Request, Result, Watch, by_label, from_object
 from dpf_core.store.protocol import Client
 
-from .mirror import ListerCell, ListerController, apply, ensure_namespace, write
+from .mirror import ListerCell, ListerController, apply, ensure_namespace
+from .reconcile_base import ERROR_OCCURRED, StatusReconciler, phase
 from .svc_common import b64, cluster_access, deep_merge, operator_config
 
 NAME = "dpuservice"
@@ -114,37 +113,12 @@ def project_of(svc: DPUService) -> str:
     return ARGOCD_APP_PROJECT_HOST if svc.spec.should_deploy_in_cluster() else ARGOCD_APP_PROJECT_DPU
 
 
-class DPUServiceReconciler:
-    def reconcile(self, ctx: Context, req: Request) -> Result:
-        found = ctx.client.try_get(DPUService, req.name, req.namespace)
-        if found is None:
-            return DONE
-        obj = found
-        new = obj.deepcopy()
-        conds = new.status.conditions
-        now = ctx.timestamp()
-        init_conditions(conds, CONDITIONS, now)
-        error: Exception | None = None
-        result = DONE
-        try:
-            result = self._reconcile(ctx, obj, new, now)
-        except Exception as e:
-            error = e
-        gone = obj.metadata.deletion_timestamp is not None and FINALIZER_DPUSERVICE not in new.metadata.finalizers
-        if not gone:
-            try:
-                self._summary(ctx, new, now)
-            except Exception as e:
-                set_condition(conds, CONDITION_APPLICATIONS_READY, "False", REASON_PENDING, f"Error occurred: {e}", now)
-                # Retried like any reconcile error: an Application that is already Synced and Healthy sends no
-                # event, so a failed read here (an API brownout) would otherwise stand for good (chaos seed 335).
-                error = error or e
-            summarize_ready(conds, CONDITIONS, now)
-            new.status.observed_generation = new.metadata.generation
-        write(ctx, obj, new)
-        if error is not None:
-            raise error
-        return result
+class DPUServiceReconciler(StatusReconciler[DPUService]):
+    # Not the FinalizerReconciler pass: the operator config is read and a paused service handled before the
+    # deletion and finalizer checks.
+    KIND = DPUService
+    CONDITIONS = CONDITIONS
+    FINALIZER = FINALIZER_DPUSERVICE
 
     # --- targets ----------------------------------------------------------------------------------------
     def _clusters(self, ctx: Context) -> list[DPUCluster]:
@@ -158,13 +132,14 @@ class DPUServiceReconciler:
         return [Target(dc.name, cluster_client(ctx, dc), dc) for dc in self._clusters(ctx)]
 
     # --- the flow ---------------------------------------------------------------------------------------
-    def _reconcile(self, ctx: Context, obj: DPUService, new: DPUService, now: str) -> Result:
+    def run(self, ctx: Context, obj: DPUService, new: DPUService, now: str) -> Result:
         conds = new.status.conditions
         try:
             config = operator_config(ctx)
         except Exception as e:
+            # Failure only: success is this condition's own step, further down.
             set_condition(conds, CONDITION_APPLICATION_PREREQS_RECONCILED, "False", REASON_ERROR,
-                          f"Error occurred: {e}", now)
+                          f"{ERROR_OCCURRED}{e}", now)
             raise
         argo_ns = config.namespace or "default"
         if new.spec.is_paused():
@@ -176,31 +151,14 @@ class DPUServiceReconciler:
             new.metadata.finalizers.append(FINALIZER_DPUSERVICE)
             return DONE
 
-        try:
+        with phase(conds, CONDITION_DPUSERVICE_INTERFACE_RECONCILED, now, "Unable to reconcile interfaces for "):
             sds = self._reconcile_interfaces(ctx, new)
-        except Exception as e:
-            set_condition(conds, CONDITION_DPUSERVICE_INTERFACE_RECONCILED, "False", REASON_ERROR,
-                          f"Unable to reconcile interfaces for {e}", now)
-            raise
-        set_condition(conds, CONDITION_DPUSERVICE_INTERFACE_RECONCILED, "True", REASON_SUCCESS, "", now)
-
-        try:
+        with phase(conds, CONDITION_APPLICATION_PREREQS_RECONCILED, now, "Unable to reconcile application prereq for "):
             targets = self._targets(ctx, new)
             self._reconcile_prereqs(ctx, new, targets, argo_ns)
-        except Exception as e:
-            set_condition(conds, CONDITION_APPLICATION_PREREQS_RECONCILED, "False", REASON_ERROR,
-                          f"Unable to reconcile application prereq for {e}", now)
-            raise
-        set_condition(conds, CONDITION_APPLICATION_PREREQS_RECONCILED, "True", REASON_SUCCESS, "", now)
-
-        try:
+        with phase(conds, CONDITION_APPLICATIONS_RECONCILED, now, "Unable to reconcile Applications: "):
             for target in targets:
                 self._ensure_application(ctx, new, sds, target.name, argo_ns)
-        except Exception as e:
-            set_condition(conds, CONDITION_APPLICATIONS_RECONCILED, "False", REASON_ERROR,
-                          f"Unable to reconcile Applications: {e}", now)
-            raise
-        set_condition(conds, CONDITION_APPLICATIONS_RECONCILED, "True", REASON_SUCCESS, "", now)
         return DONE
 
     def _applications(self, ctx: Context, svc: DPUService) -> list[Application]:
@@ -384,6 +342,17 @@ class DPUServiceReconciler:
         return DONE
 
     # --- readiness --------------------------------------------------------------------------------------
+    def summarize(self, ctx: Context, obj: DPUService, new: DPUService, now: str) -> Exception | None:
+        try:
+            self._summary(ctx, new, now)
+        except Exception as e:
+            set_condition(new.status.conditions, CONDITION_APPLICATIONS_READY, "False", REASON_PENDING,
+                          f"{ERROR_OCCURRED}{e}", now)
+            # Retried like any reconcile error: an Application that is already Synced and Healthy sends no
+            # event, so a failed read here (an API brownout) would otherwise stand for good (chaos seed 335).
+            return e
+        return None
+
     def _summary(self, ctx: Context, new: DPUService, now: str) -> bool:
         conds = new.status.conditions
         apps = self._applications(ctx, new)

@@ -28,13 +28,10 @@ from typing import Any
 
 from dpf_core.api.conditions import (
     REASON_AWAITING_DELETION,
-    REASON_ERROR,
     REASON_PENDING,
     REASON_SUCCESS,
-    init_conditions,
     list_names,
     set_condition,
-    summarize_ready,
 )
 from dpf_core.api.external import DaemonSet, Deployment, Secret
 from dpf_core.api.meta import KubeObject
@@ -74,7 +71,8 @@ from dpf_core.api.svc import (
 from dpf_core.errors import NotFound
 from dpf_core.runtime import DONE, Context, Controller, Request, Result, Watch, event_types, from_object
 
-from .mirror import apply, write
+from .mirror import apply
+from .reconcile_base import FinalizerReconciler, phase
 
 NAME = "dpfoperatorconfig"
 FIELD_OWNER = "dpfoperatorconfig-controller"
@@ -136,7 +134,11 @@ def is_system_component(obj: KubeObject) -> bool:
     return DPF_COMPONENT_LABEL_KEY in obj.metadata.labels and APPLYSET_PART_OF in obj.metadata.labels
 
 
-class OperatorConfigReconciler:
+class OperatorConfigReconciler(FinalizerReconciler[DPFOperatorConfig]):
+    KIND = DPFOperatorConfig
+    CONDITIONS = CONDITIONS
+    FINALIZER = DPFOPERATORCONFIG_FINALIZER
+
     def __init__(self, options: OperatorOptions | None = None) -> None:
         self.options = options or OperatorOptions()
 
@@ -145,54 +147,24 @@ class OperatorConfigReconciler:
         if req.namespace != o.config_namespace or req.name != o.config_name:
             ctx.log.info("ignoring DPFOperatorConfig %s: only %s/%s is reconciled", req, o.config_namespace, o.config_name)
             return DONE
-        found = ctx.client.try_get(DPFOperatorConfig, req.name, req.namespace)
-        if found is None:
-            return DONE
-        obj = found
-        if obj.paused:
-            return DONE
-        new = obj.deepcopy()
-        conds = new.status.conditions
-        now = ctx.timestamp()
-        init_conditions(conds, CONDITIONS, now)
-        error: Exception | None = None
-        result = DONE
-        try:
-            if obj.metadata.deletion_timestamp is not None:
-                result = self._reconcile_delete(ctx, new, now)
-            elif DPFOPERATORCONFIG_FINALIZER not in obj.metadata.finalizers:
-                new.metadata.finalizers.append(DPFOPERATORCONFIG_FINALIZER)
-            else:
-                self._reconcile(ctx, new, now)
-        except Exception as e:
-            error = e
-        gone = obj.metadata.deletion_timestamp is not None and DPFOPERATORCONFIG_FINALIZER not in new.metadata.finalizers
-        if not gone:
-            if obj.metadata.deletion_timestamp is None:
-                self._components_ready(ctx, new, now)
-            summarize_ready(conds, CONDITIONS, now)
-            new.status.observed_generation = new.metadata.generation
-        write(ctx, obj, new)
-        if error is not None:
-            raise error
-        return result
+        return super().reconcile(ctx, req)
 
-    def _reconcile(self, ctx: Context, new: DPFOperatorConfig, now: str) -> None:
+    def ignores(self, obj: DPFOperatorConfig) -> bool:
+        return obj.paused
+
+    def reconcile_normal(self, ctx: Context, new: DPFOperatorConfig, now: str) -> Result:
         conds = new.status.conditions
-        try:
+        with phase(conds, DPFOperatorConfigConditionType.IMAGE_PULL_SECRETS_RECONCILED, now):
             self._label_pull_secrets(ctx, new)
-        except Exception as e:
-            set_condition(conds, DPFOperatorConfigConditionType.IMAGE_PULL_SECRETS_RECONCILED, "False", REASON_ERROR,
-                          f"Error occurred: {e}", now)
-            raise
-        set_condition(conds, DPFOperatorConfigConditionType.IMAGE_PULL_SECRETS_RECONCILED, "True", REASON_SUCCESS, "", now)
-        try:
+        with phase(conds, DPFOperatorConfigConditionType.SYSTEM_COMPONENTS_RECONCILED, now):
             self._components(ctx, new)
-        except Exception as e:
-            set_condition(conds, DPFOperatorConfigConditionType.SYSTEM_COMPONENTS_RECONCILED, "False", REASON_ERROR,
-                          f"Error occurred: {e}", now)
-            raise
-        set_condition(conds, DPFOperatorConfigConditionType.SYSTEM_COMPONENTS_RECONCILED, "True", REASON_SUCCESS, "", now)
+        return DONE
+
+    def summarize(self, ctx: Context, obj: DPFOperatorConfig, new: DPFOperatorConfig, now: str) -> Exception | None:
+        # While tearing down, the components are going on purpose: SystemComponentsReady keeps its last word.
+        if obj.metadata.deletion_timestamp is None:
+            self._components_ready(ctx, new, now)
+        return None
 
     # --- image pull secrets -----------------------------------------------------------------------------
     def _label_pull_secrets(self, ctx: Context, config: DPFOperatorConfig) -> None:
@@ -306,7 +278,7 @@ class OperatorConfigReconciler:
         return True
 
     # --- deletion ---------------------------------------------------------------------------------------
-    def _reconcile_delete(self, ctx: Context, new: DPFOperatorConfig, now: str) -> Result:
+    def reconcile_delete(self, ctx: Context, new: DPFOperatorConfig, now: str) -> Result:
         conds = new.status.conditions
         for stage in DELETION_STAGES:
             left: list[str] = []
