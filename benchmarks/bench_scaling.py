@@ -9,6 +9,7 @@ per run).
     .venv/bin/python benchmarks/bench_scaling.py 1000 2000 5000 10000      # table + CSV + SVG plot
     .venv/bin/python benchmarks/bench_scaling.py --one 5000                  # one size, JSON on stdout
     .venv/bin/python benchmarks/bench_scaling.py --write 100000 scenarios/fleet-100k.yaml
+    .venv/bin/python benchmarks/bench_scaling.py --combine scaling-1000.json scaling-100000.json  # separate runs
     .venv/bin/pytest -q benchmarks/bench_scaling.py --benchmark-only          # the 1k and 2k points
 
 Timings are never asserted; docs/performance.md records them.
@@ -128,11 +129,15 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--write"]:
         Path(argv[2]).write_text(yaml.safe_dump(scaled_scenario(int(argv[1])), sort_keys=False, width=120))
         return
-    sizes = [int(a) for a in argv] or [1000, 2000, 5000, 10000]
-    rows = []
-    for n in sizes:
-        rows.append(run_in_process(n))
-        print(json.dumps(rows[-1]), flush=True)
+    if argv[:1] == ["--combine"]:
+        # Sizes run separately (`--one N > scaling-N.json`, e.g. 100k alone for hours): one table and plot.
+        rows = sorted((json.loads(Path(f).read_text()) for f in argv[1:]), key=lambda r: r["dpus"])
+    else:
+        sizes = [int(a) for a in argv] or [1000, 2000, 5000, 10000]
+        rows = []
+        for n in sizes:
+            rows.append(run_in_process(n))
+            print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / "scaling.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
