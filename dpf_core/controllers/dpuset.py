@@ -22,6 +22,7 @@ Differences from DPF (for docs/differences.md):
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -496,8 +497,19 @@ class _Views:
         view = self.now()
         with self.lock:
             stats = {k: view.phases[k] for k in sorted(view.phases)}
-            candidates = [view.dpus[n] for n in sorted(view.unmerged | view.outdated)]
             unavailable = max(0, view.total - len(view.dpus)) + len(view.unavailable)
+            # Only the DPUs roll() can act on: every one with labels to merge, every outdated unavailable one
+            # (deleted whatever the budget), and of the outdated available ones the first `room` by name (the
+            # loop deletes those and then has no budget left). Handing it every outdated DPU made each pass of
+            # a long rollout O(set size): 83% of a 5,000-host rollout's CPU.
+            strategy = self._set.spec.strategy
+            rolling = strategy.rolling_update if strategy is not None else None
+            budget = max_unavailable(rolling.max_unavailable if rolling is not None else None, view.total)
+            names = view.unmerged | (view.outdated & view.unavailable)
+            room = budget - unavailable
+            if room > 0:
+                names |= set(heapq.nsmallest(room, view.outdated - view.unavailable))
+            candidates = [view.dpus[n] for n in sorted(names)]
             return stats, candidates, view.total, unavailable
 
 
