@@ -343,9 +343,38 @@ class Injector:
         self._join_guard = on_booted
         bluefields.on_booted = on_booted
 
+    def wake_ready(self, stores: list[str]) -> None:
+        """Enqueue the Ready DPUs whose Ready-phase check calls these stores' API servers: all of them for the
+        host's, a DPU cluster's own DPUs for a DPU cluster's. A failing or recovering API server raises no
+        watch event; the check would otherwise see it only on its next `ready_poll`, which the twin keeps long
+        because every other thing that check looks at wakes the DPU by itself."""
+        names = self.twin.dpu_names
+        targets = names.ready() if "host" in stores else names.ready([s for s in stores if s != "host"])
+        for name in targets:
+            self.twin.wake_dpu(name)
+
+    def recheck_while(self, fault: Fault, stores: list[str]) -> None:
+        """Wake the Ready DPUs of `stores` now and every READY_RECHECK while `fault` lasts: a partial brownout
+        is sampled by the Ready check as often as the twin's former 300 s poll sampled it."""
+        self.wake_ready(stores)
+
+        def recheck() -> Generator[Any, Any, None]:
+            while True:
+                yield self.env.timeout(READY_RECHECK)
+                if fault.record.ended is not None or fault not in self.active:
+                    return
+                self.wake_ready(stores)
+
+        self.env.process(recheck())
+
     def drain_latency(self) -> float:
         owed, self.owed_latency = self.owed_latency, 0.0
         return owed
+
+
+# How often a fault that fails API calls re-wakes the Ready DPUs it affects: the twin's Ready poll before
+# faults woke them (TWIN_POLLS), so what a brownout does to Ready DPUs did not change with the longer poll.
+READY_RECHECK = 300.0
 
 
 class GuardedClient:
@@ -772,9 +801,11 @@ class BrownoutFault(Fault):
         self.code = self.params.code
         self.errors = 0
         self.record.dpus = None  # any DPU, recognised by the marker in the message
-        self.guards = [self.injector.guard(s) for s in self._stores(self.params.store)]
+        self.stores = self._stores(self.params.store)
+        self.guards = [self.injector.guard(s) for s in self.stores]
         for g in self.guards:
             g.faults.append(self)
+        self.injector.recheck_while(self, self.stores)
 
     def _stores(self, store: str) -> list[str]:
         if store == "dpuClusters":
@@ -794,6 +825,7 @@ class BrownoutFault(Fault):
             if self in g.faults:
                 g.faults.remove(self)
         self.record.note = f"{self.errors} call(s) failed"
+        self.injector.wake_ready(self.stores)
 
 
 class WatchDrop(Fault):
@@ -875,6 +907,7 @@ class ControlPlaneDown(Fault):
         self.record.dpus = None
         for c in clusters:
             self._tcp(c, "NotReady")
+        self.injector.recheck_while(self, clusters)
 
     def error(self) -> ApiError:
         return ServiceUnavailable(f"dial tcp: connect: connection refused ({self.record.marker})")
@@ -895,6 +928,7 @@ class ControlPlaneDown(Fault):
         self.injector.denied_joins.difference_update(self.clusters)
         for c in self.clusters:
             self._tcp(c, "Ready")
+        self.injector.wake_ready(self.clusters)
 
 
 class NodeNotReady(Fault):

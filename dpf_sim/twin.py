@@ -48,7 +48,7 @@ class TwinConfig:
 # The twin wakes a DPU when what it waits for happens (task done, host up, its DPU-cluster Node changed), so
 # these waits need no 5 s poll; phases advance at the same simulated time (docs/models.md).
 # Initializing is woken by a Ready DPUCluster (the DPU controller's watch) and by a freed slot (the twin).
-TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 300.0, "init_poll": 600.0}
+TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 3600.0, "init_poll": 600.0}
 
 
 def resolve_kind(kind: str) -> type[KubeObject]:

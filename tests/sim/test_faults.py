@@ -235,6 +235,44 @@ def test_a_dpu_cluster_brownout_turns_ready_dpus_not_ready_until_it_ends() -> No
     assert all(ready_condition(twin, d) == ("True", "DPUNodeReady") for d in (D0, D1, D2))
 
 
+CLUSTER = "dpu-cplane-tenant1/dpu-cplane-tenant1"
+
+
+@pytest.mark.parametrize("fault", [{"type": "apiBrownout", "store": CLUSTER, "errorRate": 1.0, "duration": 600},
+                                   {"type": "controlPlaneDown", "cluster": CLUSTER, "duration": 600}],
+                         ids=["apiBrownout", "controlPlaneDown"])
+def test_a_dpu_cluster_fault_wakes_its_ready_dpus_when_it_starts_and_when_it_ends(fault: dict[str, Any]) -> None:
+    twin = twin_with()
+    twin.run(1800)
+    assert twin.dpu_names.ready([CLUSTER]) == [D0, D1, D2]
+    assert twin.dpu_names.ready(["elsewhere/other"]) == []
+    # Far inside the Ready poll (an hour in the twin): only the fault's wake can have run the check.
+    assert twin.options.ready_poll >= 3600
+    twin.inject(fault)
+    twin.run(1805)
+    assert all(ready_condition(twin, d) == ("False", "DPUNodeGetError") for d in (D0, D1, D2))
+    twin.run(2405)
+    assert all(ready_condition(twin, d) == ("True", "DPUNodeReady") for d in (D0, D1, D2))
+
+
+def test_a_partial_dpu_cluster_brownout_is_rechecked_while_it_lasts() -> None:
+    twin = twin_with()
+    twin.run(1800)
+    # Latency only: every check of a Ready DPU passes, so no retry adds calls; what calls there are come from
+    # the fault's wakes, one Node read per Ready DPU at the start and then every READY_RECHECK.
+    twin.inject({"type": "apiBrownout", "store": CLUSTER, "latency": 0.1, "errorRate": 0.0, "duration": 1000})
+    guard = faults.injector(twin)._guards[CLUSTER]
+    twin.run(1801)
+    at_start = guard.calls
+    assert at_start >= 3
+    twin.run(1800 + faults.READY_RECHECK + 1)
+    assert guard.calls == 2 * at_start
+    twin.run(1800 + 3 * faults.READY_RECHECK + 1)
+    assert guard.calls == 4 * at_start
+    twin.run(3600)  # cleared at 2800: no more wakes, the fault sees no call
+    assert guard.calls == 4 * at_start
+
+
 def test_dropped_watches_starve_the_controllers_until_they_re_list() -> None:
     twin = twin_with({"type": "watchDrop", "duration": 600}, at=100)
     assert twin.manager is not None
