@@ -23,7 +23,7 @@ from dpf_core.store.protocol import Client, WatchEvent
 from .durations import Duration
 from .engine import SimClock
 from .lookup import DpuNames
-from .models.bluefield import BlueField, BlueFields
+from .models.bluefield import BlueField, BlueFields, dms_exec_timeout
 from .models.host import Hosts
 from .worldports import SimHostNetwork
 
@@ -218,7 +218,11 @@ class ClusterWorld:
         if dpu is None or dpu not in self.bluefields.dpus:
             return
         if name.endswith("-dms"):
-            self.bluefields.mark_dms_running(dpu, f"{ip}:9339")
+            # dmsd runs with the timeout its pod passes (`-exec_timeout`, from the provisioning controller's
+            # `--dms-timeout`), so a DMS keeps the one it started with when DPF's flag changes later.
+            command_line = [str(part) for c in pod.spec.containers
+                            for key in ("command", "args") for part in (c.model_extra or {}).get(key) or []]
+            self.bluefields.mark_dms_running(dpu, f"{ip}:9339", exec_timeout=dms_exec_timeout(command_line))
         elif hostnetwork:
             yield from self._hostnetwork_agent(ns, name, dpu)
 

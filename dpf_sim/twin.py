@@ -48,6 +48,7 @@ class TwinConfig:
 # The twin wakes a DPU when what it waits for happens (task done, host up, its DPU-cluster Node changed), so
 # these waits need no 5 s poll; phases advance at the same simulated time (docs/models.md).
 # Initializing is woken by a Ready DPUCluster (the DPU controller's watch) and by a freed slot (the twin).
+# Ready is woken by the faults that break or mend an API server (dpf_sim/faults.py): a failing API raises no event.
 TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 3600.0, "init_poll": 600.0}
 
 
@@ -229,7 +230,15 @@ class Twin:
         self.host.subscribe(self._host_node, [Node])
         self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
                            host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
-        self.options = ProvisioningOptions(**{**TWIN_POLLS, **models.get("provisioning", {})})
+        provisioning = dict(models.get("provisioning", {}))
+        self.options = ProvisioningOptions(**{**TWIN_POLLS, **provisioning})
+        # The operator renders the provisioning controller's `--dms-timeout` from the DPFOperatorConfig and
+        # restarts it with the new flag; the twin's provisioning manager follows the config the same way,
+        # unless the scenario pins `models.provisioning.dms_timeout` (then that wins).
+        if "dms_timeout" not in provisioning:
+            from dpf_core.api.operator import DPFOperatorConfig
+
+            self.host.subscribe(self._operator_config, [DPFOperatorConfig])
         self.hosts.on_up = self._host_up
         self.recorded = MemoryRecorder(keep=False)
 
@@ -247,6 +256,35 @@ class Twin:
         self.build_provisioning_manager = build_manager
         self.manager = build_manager()
         self.driver.add(self.manager)
+
+    def _operator_config(self, ev: WatchEvent) -> None:
+        """The provisioning controller's `--dms-timeout` as the operator renders it from the configured
+        DPFOperatorConfig. DPF's restart keeps nothing the twin's controllers need to lose for this (what they
+        track is in the stores, DMS pods are not recreated), so the running reconcilers take the new options
+        in place: DMS pods created from now on carry the new `-exec_timeout`, running ones keep theirs."""
+        from dataclasses import replace
+
+        from dpf_core.api.operator import PROVISIONING_CONTROLLER_NAME, DPFOperatorConfig
+        from dpf_core.controllers import operator_config
+
+        config = ev.object
+        wanted = operator_config.OperatorOptions()
+        if (ev.type == "DELETED" or not isinstance(config, DPFOperatorConfig) or config.paused
+                or (config.namespace, config.name) != (wanted.config_namespace, wanted.config_name)):
+            return  # the operator reconciles only its singleton, and nothing while paused
+        workload = operator_config.OperatorConfigReconciler(wanted).render_host_workload(
+            config, PROVISIONING_CONTROLLER_NAME)
+        args = workload.wire()["spec"]["template"]["spec"]["containers"][0]["args"]
+        flag = next((a.partition("=")[2] for a in args if a.startswith("--dms-timeout=")), None)
+        if flag is None or int(flag) == self.options.dms_timeout:
+            return
+        old = self.options
+        self.options = replace(old, dms_timeout=int(flag))
+        # build_provisioning_manager reads self.options, so a later restart (controllerCrash) keeps the flag too.
+        for c in self.manager.controllers if self.manager is not None else ():
+            reconciler: Any = c.reconciler
+            if getattr(reconciler, "options", None) is old:
+                reconciler.options = self.options
 
     def wake_dpu(self, name: str) -> None:
         """Enqueue the DPU named `name` (what DPF's 5 s poll would notice a little later)."""

@@ -14,7 +14,11 @@ Per DPU: mode, installed BFB, images staged by OS.Install (by version), and a bo
   after it succeeded (before any flash: `initial_version`, "" when unknown); `activation_fail_message` after a
   failed boot, cleared by the next good one; Unavailable while flashing, booting or off (gNOI's "UNAVAILABLE
   during reboot"). What a real dmsd reports here is not documented (DPF never calls Verify): assumed.
-Every op runs under the DMS `-exec_timeout` (`dmsTimeout`, default 900 s) -> OpError "DeadlineExceeded".
+Every op runs under the DMS `-exec_timeout` -> OpError "DeadlineExceeded". Each DPU's DMS takes it from its
+`<dpu>-dms` pod's dmsd command line (DPF renders `-exec_timeout <--dms-timeout>`, i.e. the DPFOperatorConfig's
+`provisioningController.dmsTimeout`): `mark_dms_running(..., exec_timeout=dms_exec_timeout(args))`. A pod without
+the flag gets dmsd's default of 900 s. `BlueFieldParams.exec_timeout`, when a scenario sets it, overrides the
+pod's flag for every DPU (a what-if knob: the twin's dmsd ignoring what DPF passes it).
 
 After a boot into a fresh install the DPU runs cloud-init, then joins its DPU cluster: `on_booted(dpu)` is the
 composition's hook (it creates the DPU's Node); returning False means "not yet" and the join is retried every
@@ -23,7 +27,8 @@ composition's hook (it creates the DPU's Node); returning False means "not yet" 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import re
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -60,6 +65,9 @@ STATUS_RETRIABLE_FAILURE = "STATUS_RETRIABLE_FAILURE"
 STATUS_FAILURE = "STATUS_FAILURE"
 
 BFCFG_MAX_SIZE = 131072
+DEFAULT_EXEC_TIMEOUT = 900.0  # dmsd's own default, and DPF's `--dms-timeout` default
+# Go's flag package takes `-name value`, `-name=value` and the same with `--`.
+_EXEC_TIMEOUT_FLAG = re.compile(r"(?:^|\s)--?exec_timeout(?:=|\s+)(\S+)")
 JOIN_RETRY = 5.0
 
 
@@ -82,7 +90,8 @@ class BlueFieldParams(BaseModel):
     boot_time: Duration = Duration.of({"dist": "triangular", "low": "2m", "mode": "2m30s", "high": "3m"})
     cloud_init_time: Duration = Duration.of({"dist": "triangular", "low": "30s", "mode": "45s", "high": "75s"})
     join_time: Duration = Duration.of("15s")
-    exec_timeout: Seconds = Field(900.0, gt=0)
+    # None: each DMS runs with its pod's `-exec_timeout` (900 s without one); a number overrides every pod's.
+    exec_timeout: Seconds | None = Field(None, gt=0)
     boot_failure_probability: float = Field(0.0, ge=0, le=1)
     initial_mode: str = "DPU"
     initial_version: str | None = None  # what the DPU runs before DPF installs anything (unknown by default)
@@ -111,6 +120,7 @@ class BlueField:
     bfcfg: bytes | None = None  # bf.cfg of the running install
     dms_address: str | None = None
     dms_running: bool = False
+    exec_timeout: float = DEFAULT_EXEC_TIMEOUT  # the `-exec_timeout` its DMS runs with
     joined: bool = False
     boot_fault: str | None = None  # "fail" | "hang": the next boot does that (fault injection)
     generation: int = 0  # bumped by every reset; an older boot sequence stops at its next step
@@ -178,7 +188,8 @@ class BlueFields:
         self.on_booted = on_booted
         self.hosts: Hosts | None = None
         self.dpus: dict[str, BlueField] = {
-            name: BlueField(name, rec, mode=self.params.initial_mode, installed_version=self.params.initial_version)
+            name: BlueField(name, rec, mode=self.params.initial_mode, installed_version=self.params.initial_version,
+                            exec_timeout=self.params.exec_timeout or DEFAULT_EXEC_TIMEOUT)
             for name, rec in self.fleet.dpus.items()
         }
         self._by_address: dict[str, str] = {}
@@ -202,13 +213,17 @@ class BlueFields:
         return self.streams.get(dpu)
 
     # --- what the composition tells the model ------------------------------------------------------------
-    def mark_dms_running(self, dpu: str, address: str | None, running: bool = True) -> None:
-        """The DMS pod `<dpu>-dms` is Running at `address` (`<podIP>:9339`), or no longer."""
+    def mark_dms_running(self, dpu: str, address: str | None, running: bool = True,
+                         exec_timeout: float | None = None) -> None:
+        """The DMS pod `<dpu>-dms` is Running at `address` (`<podIP>:9339`) with dmsd's `-exec_timeout`
+        (None: the pod passes none, dmsd's default), or no longer."""
         bf = self.dpus[dpu]
         if bf.dms_address is not None and self._by_address.get(bf.dms_address) == dpu:
             del self._by_address[bf.dms_address]
         bf.dms_running = running
         bf.dms_address = address
+        if running:
+            bf.exec_timeout = self.params.exec_timeout or exec_timeout or DEFAULT_EXEC_TIMEOUT
         if address is not None:
             self._by_address[address] = dpu
         self.disturb(dpu)
@@ -237,12 +252,13 @@ class BlueFields:
             raise OpError(f"dial {target.address}: connection refused", "Unavailable")
         return bf
 
-    def _bounded(self, what: str, body: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    def _bounded(self, what: str, bf: BlueField, body: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         """Run `body` under the DMS exec timeout; on the deadline the body is interrupted (freeing its
         bandwidth) and the caller gets DeadlineExceeded, as grpc reports an expired server context."""
         self.ops += 1
         proc = self.env.process(_interruptible(body))
-        deadline = self.env.timeout(self.params.exec_timeout)
+        timeout = bf.exec_timeout
+        deadline = self.env.timeout(timeout)
         try:
             yield proc | deadline
         except simpy.Interrupt:
@@ -258,7 +274,7 @@ class BlueFields:
             return proc.value
         proc.interrupt("deadline")
         self.timeouts += 1
-        raise OpError(f"{what}: context deadline exceeded after {self.params.exec_timeout:g}s", "DeadlineExceeded")
+        raise OpError(f"{what}: context deadline exceeded after {timeout:g}s", "DeadlineExceeded")
 
     def _latency(self, bf: BlueField, d: Duration | None = None) -> simpy.Event:
         return self.env.timeout((d or self.params.dms_latency).sample(self.rng(bf.name)))
@@ -266,18 +282,19 @@ class BlueFields:
     def _rpc(self, what: str, bf: BlueField, d: Duration | None = None,
              latency: float | None = None) -> Generator[Any, Any, None]:
         """The round trip of an RPC whose body is only its latency: `_bounded` without the extra process and
-        the 900 s deadline timer per call (RebootStatus is polled every 3 s for the whole flash; at fleet scale
+        the exec-timeout timer per call (RebootStatus is polled every 3 s for the whole flash; at fleet scale
         those timers were most of the event heap). Same outcome: the latency, or DeadlineExceeded at the
         exec timeout when a slow DMS makes the latency longer."""
         self.ops += 1
         if latency is None:
             latency = (d or self.params.dms_latency).sample(self.rng(bf.name))
-        if latency < self.params.exec_timeout:
+        timeout = bf.exec_timeout
+        if latency < timeout:
             yield self.env.timeout(latency)
             return
-        yield self.env.timeout(self.params.exec_timeout)
+        yield self.env.timeout(timeout)
         self.timeouts += 1
-        raise OpError(f"{what}: context deadline exceeded after {self.params.exec_timeout:g}s", "DeadlineExceeded")
+        raise OpError(f"{what}: context deadline exceeded after {timeout:g}s", "DeadlineExceeded")
 
     def set_mode(self, op: GnmiSetMode) -> Generator[Any, Any, None]:
         bf = self._resolve(op.target)
@@ -315,7 +332,7 @@ class BlueFields:
             self._log(bf, f"staged {op.version}")
             return op.version
 
-        result: str = yield from self._bounded(f"OS.Install {op.version} on {bf.name}", body())
+        result: str = yield from self._bounded(f"OS.Install {op.version} on {bf.name}", bf, body())
         return result
 
     def os_activate(self, op: OsActivate) -> Generator[Any, Any, None]:
@@ -337,7 +354,7 @@ class BlueFields:
                 return
             self.reboot(bf.name, flash=activation)
 
-        yield from self._bounded(f"OS.Activate {op.version} on {bf.name}", body())
+        yield from self._bounded(f"OS.Activate {op.version} on {bf.name}", bf, body())
 
     def reboot_status(self, op: RebootStatusOp) -> Generator[Any, Any, RebootStatusResult]:
         bf = self._resolve(op.target)
@@ -406,7 +423,7 @@ class BlueFields:
                 end, kind = begin, "poll"  # the next poll starts when the answer may differ: a real one
                 break
             latency = self._latency_ahead(bf, len(polls))
-            if latency >= self.params.exec_timeout:
+            if latency >= bf.exec_timeout:
                 end, kind = begin, "poll"
                 break
             polls.append((begin, begin + latency))
@@ -581,6 +598,20 @@ class BlueFields:
 
     def install_counts(self) -> dict[str, int]:
         return {name: bf.installs for name, bf in self.dpus.items()}
+
+
+def dms_exec_timeout(command_line: Iterable[str]) -> float | None:
+    """The `-exec_timeout` dmsd gets from a DMS pod's container command and args (the last one given wins, as
+    with Go's flag package); None when there is none or it is not a positive number of seconds."""
+    # Joined: the flag and its value may be separate argv entries or sit inside one `bash -c` script.
+    values = _EXEC_TIMEOUT_FLAG.findall(" ".join(command_line))
+    if not values:
+        return None
+    try:
+        seconds = float(values[-1])
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _interruptible(body: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
