@@ -10,12 +10,27 @@ The scenario is the 200-host one with: 10 racks of 500 hosts; five Kamaji DPU cl
 raised to 2 h. Why the timeout: the first provisioning pushes the BFB to all 5,000 DPUs at once, and at 10 Gbit/s
 each push then takes ~1.8 h, so with the default 900 s every install would hit DeadlineExceeded (docs/
 capacity-planning.md explains what that means for the rollout itself).
+
+The measured sweep of docs/capacity-planning.md runs one point per process, so that each run's CPU time and
+peak memory are its own and a sweep interrupted halfway keeps the points it finished:
+
+    for k in 2 0 4 3 1 5; do
+        nice -n 10 .venv/bin/python benchmarks/capacity_5000.py --run benchmarks/results/capacity-5000 $k
+    done
+    .venv/bin/python benchmarks/capacity_5000.py --collect benchmarks/results/capacity-5000
+
+Point k of the grid SWEEP (maxUnavailable outer, bfbServers inner: 2 = 10 % with one server); `--collect` writes
+runs.csv, runs.parquet, sweep.json and sweep.html of `dpf sweep` from the finished points, plus cpu_seconds and
+max_rss_mib per run.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +83,137 @@ def scenario() -> dict[str, Any]:
     return doc
 
 
+SCENARIO = ROOT / "scenarios" / "rolling-bfb-upgrade-5000.yaml"
+SWEEP = ["DPUSet[dpuset].spec.strategy.rollingUpdate.maxUnavailable=5%,10%,20%", "fleet.bfbServers=1,2"]
+ROWS = "rows.jsonl"
+
+
+def _params() -> list[Any]:
+    from dpf_sim.sweep import parse_param
+
+    return [parse_param(spec) for spec in SWEEP]
+
+
+def run_point(out: Path, point: int, replications: int = 1) -> None:
+    """Run every replication of grid point `point`; append each run's row (with its CPU seconds) to out/rows.jsonl."""
+    from dpf_sim.sweep import Base, plan, run_job
+
+    jobs = [j for j in plan(Base.load(SCENARIO), _params(), replications) if j.point == point]
+    if not jobs:
+        raise SystemExit(f"no point {point} in the grid (0..{len(plan(Base.load(SCENARIO), _params(), 1)) - 1})")
+    out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        started = time.process_time()
+        row = run_job(job)
+        row["cpu_seconds"] = round(time.process_time() - started, 1)
+        # ru_maxrss is KiB on Linux: the process's peak, so one point per process is what makes it per run.
+        row["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        with (out / ROWS).open("a") as fh:
+            fh.write(json.dumps(row, default=str) + "\n")
+        print(f"point {point} seed {row['seed']}: passed={row['passed']} makespan={row['makespan']} "
+              f"cpu={row['cpu_seconds']}s rss={row['max_rss_mib']}MiB", flush=True)
+
+
+def collect(out: Path) -> None:
+    """The finished points as `dpf sweep` would have written them."""
+    from dpf_sim.sweep import SweepResult, summarise, tidy, write_outputs
+
+    params = _params()
+    raw = [json.loads(line) for line in (out / ROWS).read_text().splitlines() if line.strip()]
+    raw.sort(key=lambda r: (r["point"], r["replication"]))
+    rows = tidy(raw, params)
+    meta: dict[str, Any] = {
+        "scenario": "rolling-bfb-upgrade-5000",
+        "file": str(SCENARIO.relative_to(ROOT)),
+        "params": [[p.path, list(p.values)] for p in params],
+        "replications": max(r["replication"] for r in raw) + 1,
+        "seeds": ",".join(sorted({str(r["seed"]) for r in raw})),
+        "runs": len(rows),
+        "cpu_seconds": round(sum(r["cpu_seconds"] for r in raw), 1),
+        "executor": "one process per point (benchmarks/capacity_5000.py)",
+        "workers": 1,
+        "await_metrics": sorted(c for c in rows[0] if c.startswith("await.") and c.endswith(".seconds")),
+    }
+    result = SweepResult(rows, summarise(rows, params), meta)
+    for key, path in write_outputs(out, result, params, raw).items():
+        print(f"{key}: {path}")
+    for name, text in plots(raw).items():
+        path = IMG / name
+        path.write_text(text)
+        print(f"plot: {path}")
+
+
+IMG = ROOT / "docs" / "img"
+MAX_UNAVAILABLE = SWEEP[0].split("=")[0]
+# The previous version of docs/capacity-planning.md extrapolated these rollout times (hours) from 200 hosts.
+EXTRAPOLATED = {"5%": 7.7, "10%": 4.7, "20%": 3.3}
+
+
+def _legend(items: list[tuple[str, str, bool]], x: float, y: float) -> list[str]:
+    """A legend inside the SVG (the sweep page's is HTML, lost in a standalone image)."""
+    out = []
+    for i, (label, colour, dashed) in enumerate(items):
+        yy = y + 16 * i
+        dash = ' stroke-dasharray="5,4"' if dashed else ""
+        out.append(f'<line x1="{x}" x2="{x + 22}" y1="{yy}" y2="{yy}" stroke="{colour}" stroke-width="2.5"{dash}/>')
+        out.append(f'<text x="{x + 28}" y="{yy + 4}" font-size="11" fill="#333">{label}</text>')
+    return out
+
+
+def plots(raw: list[dict[str, Any]]) -> dict[str, str]:
+    """capacity-5000-rollout.svg: the rollout's duration against maxUnavailable, a line per number of BFB
+    servers (and the old extrapolation, dashed); capacity-5000-ready.svg: DPUs Ready over time per point."""
+    from dpf_sim.report_html import Frame, axes, colour, polyline, svg, yticks_for
+
+    levels = list(EXTRAPOLATED)
+    hours: dict[int, dict[str, list[float]]] = {}
+    for r in raw:
+        secs = r.get("await.rolled.seconds")
+        if secs is not None:
+            hours.setdefault(int(r["fleet.bfbServers"]), {}).setdefault(r[MAX_UNAVAILABLE], []).append(secs / 3600)
+    ymax = max([*EXTRAPOLATED.values(), *(v for g in hours.values() for vs in g.values() for v in vs)]) * 1.1
+    f = Frame(-0.3, len(levels) - 0.7, 0.0, ymax)
+    parts = axes(f, [(i, lv) for i, lv in enumerate(levels)], yticks_for(f), "maxUnavailable (5,000 hosts)",
+                 "rollout (h, from the template switch)")
+    items: list[tuple[str, str, bool]] = []
+    for k, (servers, by_level) in enumerate(sorted(hours.items())):
+        c = colour(k)
+        pts = [(f.x(i), f.y(sum(by_level[lv]) / len(by_level[lv]))) for i, lv in enumerate(levels) if lv in by_level]
+        parts.append(polyline(pts, c, width=2.5 if k == 0 else 1.5))
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4 if k == 0 else 2.5}" fill="{c}"/>' for x, y in pts]
+        items.append((f"measured, {servers} BFB server{'s' if servers > 1 else ''}", c, False))
+    pts = [(f.x(i), f.y(EXTRAPOLATED[lv])) for i, lv in enumerate(levels)]
+    parts.append(polyline(pts, "#888").replace("<polyline ", '<polyline stroke-dasharray="5,4" ', 1))
+    items.append(("extrapolated from 200 hosts (old estimate)", "#888", True))
+    parts += _legend(items, f.w - 300, 24)
+    out = {"capacity-5000-rollout.svg": svg(parts, label="rollout duration against maxUnavailable")}
+
+    curves = [(f"maxUnavailable {r[MAX_UNAVAILABLE]}", r["_progress"]) for r in raw
+              if r.get("_progress") and int(r["fleet.bfbServers"]) == 1]
+    curves.sort(key=lambda c: levels.index(c[0].split()[-1]))
+    if curves:
+        tmax = max(p["t"][-1] for _, p in curves) / 3600
+        f = Frame(0.0, tmax, 0.0, HOSTS * 1.05)
+        xt = [(float(h), str(h)) for h in range(0, int(tmax) + 1, 2)]
+        parts = axes(f, xt, yticks_for(f), "simulated time (h); new BFB published at 4 h, template switched at 4 h 10 m",
+                     "DPUs Ready")
+        items = []
+        for i, (label, prog) in enumerate(curves):
+            c = colour(i)
+            parts.append(polyline([(f.x(t / 3600), f.y(n)) for t, n in zip(prog["t"], prog["ready"], strict=True)], c))
+            items.append((label + ", 1 BFB server", c, False))
+        parts += _legend(items, f.w - 260, f.y(HOSTS * 0.45))
+        out["capacity-5000-ready.svg"] = svg(parts, label="DPUs Ready over time")
+    return out
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--write"] or len(sys.argv) != 3:
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--write":
+        Path(args[1]).write_text(yaml.safe_dump(scenario(), sort_keys=False, width=120))
+    elif len(args) in (3, 4) and args[0] == "--run":
+        run_point(Path(args[1]), int(args[2]), int(args[3]) if len(args) == 4 else 1)
+    elif len(args) == 2 and args[0] == "--collect":
+        collect(Path(args[1]))
+    else:
         raise SystemExit(__doc__)
-    Path(sys.argv[2]).write_text(yaml.safe_dump(scenario(), sort_keys=False, width=120))
