@@ -32,7 +32,7 @@ from dpf_core.controllers import (
     sfc,
     static_cluster_manager,
 )
-from dpf_core.controllers.options import ProvisioningOptions
+from dpf_core.controllers.options import ProvisioningOptions, SfcOptions
 from dpf_core.runtime import Controller
 
 
@@ -77,7 +77,10 @@ def dpu_node_controllers(
     node_name: str,
     *,
     lookup_bridges: Sequence[str] = (sfc.SFC_BRIDGE, sfc.HBN_BRIDGE),
-    stale_period: float = sfc.STALE_REMOVAL_PERIOD,
+    stale_period: float | None = None,
+    options: SfcOptions | None = None,
 ) -> list[Controller]:
-    """The agent of one DPU node (`SFC_NODE_NAME`) against its DPU cluster; needs that node's Ovs port."""
-    return sfc.controllers(node_name, lookup_bridges=lookup_bridges, stale_period=stale_period)
+    """The agent of one DPU node (`SFC_NODE_NAME`) against its DPU cluster; needs that node's Ovs port.
+    `options` carries its periods (DPF's by default; the twin lengthens the chain re-apply and wakes chains);
+    `stale_period`, when given, overrides the stale sweep's."""
+    return sfc.controllers(node_name, lookup_bridges=lookup_bridges, stale_period=stale_period, options=options)

@@ -30,10 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from dpf_core import system
-from dpf_core.api.external import NetworkAttachmentDefinition, Node
+from dpf_core.api.external import NetworkAttachmentDefinition, Node, Pod
 from dpf_core.api.meta import KubeObject
 from dpf_core.api.svc import ServiceChain, ServiceInterface
 from dpf_core.controllers import sfc
+from dpf_core.controllers.options import SfcOptions
 from dpf_core.errors import AlreadyExists
 from dpf_core.ports import Ports
 from dpf_core.runtime import EventRecorder, Manager, rfc3339
@@ -43,12 +44,33 @@ from dpf_core.store.selectors import compile_label_selector
 
 from .cni import CniParams, CniWorld, dpu_networking_nads
 from .durations import Seconds
-from .ovs import Datapath, FlowMod, ModelOvs, Packet, TraceResult, parse_flows_file, send, trace
+from .ovs import (
+    FLOWS,
+    Change,
+    Datapath,
+    FlowMod,
+    FlowParseError,
+    ModelOvs,
+    OvsError,
+    Packet,
+    TraceResult,
+    parse_flows_file,
+    send,
+    trace,
+)
 
 if TYPE_CHECKING:
     from .twin import Twin
 
 OVN_HOST_PORT = "pf0hpf"
+
+# As TWIN_POLLS for the DPU controller (dpf_sim/twin.py): DPF's agent re-applies every programmed chain every
+# 5 s, which changes nothing once a chain is wired. The twin wakes a node's chains when what that re-apply
+# reacts to changes: the node's OVS (ports, ofports, external_ids, flows lost or overwritten, a restart:
+# `Datapath.listeners`) and the ServiceInterfaces / Pods a chain resolves through (the agent's own watches),
+# so the re-apply of a programmed chain runs at this backstop period instead (docs/models.md). A chain that
+# failed still retries at DPF's 5 s. `models.serviceChain.chainRequeue: 5s` restores DPF's period.
+TWIN_SFC_POLLS = {"chain_requeue": 600.0}
 
 
 class PreProvisioned(BaseModel):
@@ -79,6 +101,9 @@ class ServiceChainParams(BaseModel):
     physical_ports: list[str] = Field(default_factory=lambda: ["p0", "p1"])
     ovn: bool = True
     stale_period: Seconds = sfc.STALE_REMOVAL_PERIOD
+    # The SFC agent's re-apply of a programmed chain (DPF: every 5 s). The twin wakes a node's chains when
+    # anything that re-apply would react to changes (TWIN_SFC_POLLS), so the period is only a backstop.
+    chain_requeue: Seconds = Field(default=TWIN_SFC_POLLS["chain_requeue"], gt=0)
     network_attachments: bool = True
     nad_namespace: str = "dpf-operator-system"
     mtu: int = 1500
@@ -105,31 +130,61 @@ def dpu_datapath(twin_now: Any, node: str, params: ServiceChainParams) -> Datapa
     return dp
 
 
+class _NameLookups(dict[str, int]):
+    """A bridge's port names as a flow parse sees them, noting whether it looked any up: a parse that did not
+    (every port a number, as the SFC agent writes them) holds whatever ports the bridge has."""
+
+    asked = False
+
+    def __contains__(self, key: object) -> bool:
+        self.asked = True
+        return super().__contains__(key)
+
+    def __getitem__(self, key: str) -> int:
+        self.asked = True
+        return super().__getitem__(key)
+
+
 class ParsedOnceOvs(ModelOvs):
-    """ModelOvs that parses a bundle's text once. The SFC agent re-sends the same flows every 5 s; parsing them
-    is the twin's cost, not the switch's, so repeats apply the parsed flow mods (OFPFC_ADD as before)."""
+    """ModelOvs that parses a bundle's text once. The SFC agent re-sends the same flows on every pass; parsing
+    them is the twin's cost, not the switch's, so repeats apply the parsed flow mods (OFPFC_ADD as before). A
+    parse that resolved port names is reused only while the bridge has the same names."""
 
     def __init__(self, datapath: Datapath) -> None:
         super().__init__(datapath)
-        self._parsed: dict[tuple[str, tuple[str, ...], tuple[tuple[str, int], ...]], list[FlowMod]] = {}
+        self._parsed: dict[tuple[str, tuple[str, ...]], tuple[list[FlowMod], dict[str, int] | None]] = {}
 
     def add_flows_bundle(self, bridge: str, flows: list[str]) -> None:
         br = self.datapath.bridge(bridge)
-        names = br.port_names()
-        key = (bridge, tuple(flows), tuple(sorted(names.items())))
-        mods = self._parsed.get(key)
-        if mods is None:
-            self.datapath.add_flows(bridge, flows)  # errors (and the all-or-nothing bundle) as ovs-ofctl reports them
+        key = (bridge, tuple(flows))
+        cached = self._parsed.get(key)
+        if cached is not None and (cached[1] is None or cached[1] == br.port_names()):
+            mods = cached[0]
+        else:
+            # Datapath.add_flows' bundle: every line parsed first, one bad line and nothing changes.
+            names = _NameLookups(br.port_names())
+            try:
+                mods = parse_flows_file("\n".join(flows), port_names=names)
+            except FlowParseError as e:
+                raise OvsError(f"{bridge}: {e}") from e
             if len(self._parsed) > 256:
                 self._parsed.clear()
-            self._parsed[key] = parse_flows_file("\n".join(flows), port_names=names)
-            return
-        for fm in mods:
-            br.add(fm)
+            self._parsed[key] = (mods, dict(names) if names.asked else None)
+        with self.datapath.mute():  # as ModelOvs: the agent restoring its own flows is no change to wake it on
+            for fm in mods:
+                br.add(fm)
 
 
-# The kinds a node agent takes only for its own node (`spec.node`): its controllers' predicates drop the rest.
-NODE_SCOPED_KINDS: tuple[type[KubeObject], ...] = (ServiceInterface, ServiceChain)
+# The kinds a node agent takes only for its own node (`spec.node`; a Pod's `spec.nodeName`): its controllers'
+# predicates and mappers drop the rest.
+NODE_SCOPED_KINDS: tuple[type[KubeObject], ...] = (ServiceInterface, ServiceChain, Pod)
+
+
+def _node_of(obj: KubeObject | None) -> str | None:
+    spec = getattr(obj, "spec", None)
+    if isinstance(obj, Pod):
+        return getattr(spec, "node_name", None)
+    return getattr(spec, "node", None)
 
 
 class NodeEventRouter:
@@ -143,17 +198,19 @@ class NodeEventRouter:
         store.subscribe(self._route, list(NODE_SCOPED_KINDS))
 
     def _route(self, ev: WatchEvent) -> None:
-        listeners = self._by_node.get(getattr(getattr(ev.object, "spec", None), "node", None))
-        if not listeners:
-            return
+        node = _node_of(ev.object)
+        # An object moved off a node is news there too (it leaves that agent's tables and wakes its chains),
+        # as every agent's own watch would see it.
+        former = _node_of(ev.old) if ev.old is not None else node
         error: Exception | None = None
-        for listener, kinds in list(listeners):
-            if type(ev.object) not in kinds:
-                continue
-            try:
-                listener(ev)
-            except Exception as e:  # as the store does: the other listeners still get the event
-                error = error or e
+        for target in (node,) if former == node else (node, former):
+            for listener, kinds in list(self._by_node.get(target, ())):
+                if type(ev.object) not in kinds:
+                    continue
+                try:
+                    listener(ev)
+                except Exception as e:  # as the store does: the other listeners still get the event
+                    error = error or e
         if error is not None:
             raise error
 
@@ -299,11 +356,37 @@ class ServiceChainWorld:
             net.router = NodeEventRouter(net.store)
         manager = Manager(net.router.client_for(node), self.twin.clock, self._recorder(net.store), Ports(ovs=ovs),
                           name=f"sfc/{node}")
-        for c in system.dpu_node_controllers(node, stale_period=self.params.stale_period):
+        # The production composition with the twin's periods: chains are woken, not re-applied every 5 s.
+        options = SfcOptions(chain_requeue=self.params.chain_requeue, stale_removal_period=self.params.stale_period,
+                             status_writes_wake=False)
+        for c in system.dpu_node_controllers(node, options=options):
             manager.add(c)
         self.nodes[(cluster, node)] = DpuNode(cluster, node, dp, ovs, manager)
+        dp.listeners.append(self._ovs_listener(cluster, node))
         self.twin.driver.add(manager)
         net.cni.add_node(node, dp)
+
+    def _ovs_listener(self, cluster: str, node: str) -> Callable[[Change], None]:
+        def changed(change: Change) -> None:
+            # The chains read ports on every bridge they look up and write flows on br-sfc only: other
+            # bridges' flows (the CNI's br-hbn pair flows) are nothing a chain re-apply would restore.
+            if change.what == FLOWS and change.bridge != sfc.SFC_BRIDGE:
+                return
+            self.wake_chains(cluster, node, dpf_ids=change.dpf_ids, cookies=change.cookies)
+
+        return changed
+
+    def wake_chains(self, cluster: str, node: str, *, dpf_ids: Iterable[str] | None = None,
+                    cookies: Iterable[int] | None = None) -> int:
+        """Enqueue a DPU node's ServiceChains now: what the SFC agent's 5 s re-apply would notice a little
+        later after the node's OVS changed under them. All of them, or only those owning one of `cookies` or
+        selecting the ServiceInterface behind one of `dpf_ids` (sfc.NodeObjects.chain_requests). The datapath's
+        listener calls this; a fault editing OVS state behind the model's verbs should too. Returns how many."""
+        dpu = self.nodes.get((cluster, node))
+        if dpu is None:
+            return 0
+        controller = dpu.manager.controller(sfc.NAME_SERVICE_CHAIN)
+        return sfc.wake_node_chains(controller, dpf_ids=dpf_ids, cookies=cookies)
 
     @property
     def ovs(self) -> dict[str, Datapath]:
@@ -428,6 +511,7 @@ def attach(twin: Twin) -> ServiceChainWorld:
 
 
 __all__ = [
+    "TWIN_SFC_POLLS",
     "ClusterNet",
     "DpuNode",
     "Endpoint",

@@ -31,3 +31,21 @@ class ProvisioningOptions:
     bfcfg_max_bytes: int = 131072
     default_num_vfs: int = 16
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SfcOptions:
+    """The SFC agent's periods (`sfc-controller` on every DPU node), with DPF's values."""
+
+    # DPF re-applies every programmed chain's flows every 5 s and re-ensures every ServiceInterface's ports every
+    # 20 s, whatever changed. A world that wakes the agent when what that re-apply restores changes (the node's
+    # OVS restarting or losing flows, ports or ofports moving, the ServiceInterfaces/Pods a chain resolves
+    # through changing) may re-apply a programmed chain less often; the twin does, production keeps DPF's 5 s.
+    # A pass that failed (a member missing, a flow or status write refused) retries at `chain_retry` either way.
+    chain_requeue: float = 5.0
+    chain_retry: float = 5.0
+    stale_removal_period: float = 60.0  # `--stale-flows-removal-period`
+    # Our Ready writes (DPF writes no ServiceInterface/ServiceChain status) wake the controller that wrote them
+    # for one more pass, which re-tries a chain that failed while its members were being wired. DPF's agent
+    # has no such pass (it waits its 5 s); the twin drops it, production keeps it.
+    status_writes_wake: bool = True

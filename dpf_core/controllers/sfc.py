@@ -9,12 +9,16 @@ Three loops, as in DPF:
 - ServiceChain (this node's only): every port resolved to an ofport through the `dpf-id` of its
   ServiceInterface (service type: of the Pod on this node carrying the serviceID), the ServiceInterface
   labelled `svc.dpu.nvidia.com/service-chain=<chain>`, then per switch one bundle of flows (facts 5.2) under
-  cookie FNV-1a-64(`<ns>/<name>`); gone -> labels removed, flows deleted by cookie. Requeue 5 s always.
+  cookie FNV-1a-64(`<ns>/<name>`); gone -> labels removed, flows deleted by cookie. Requeue 5 s always
+  (`SfcOptions`: a world that wakes programmed chains on what the re-apply reacts to may lengthen it for them).
 - The stale object remover, every 60 s: flows whose cookie is no existing chain's, br-sfc ports no
   ServiceInterface produces (CNI-owned and physical ports exempt).
 
 Our extension: ServiceInterface and ServiceChain get a `Ready` condition (with observedGeneration) once their
-ports / flows are programmed; DPF leaves their status empty.
+ports / flows are programmed; DPF leaves their status empty. With `SfcOptions.status_writes_wake` off (the
+twin) those writes do not wake the controllers that made them (an update that moves neither spec, deletion nor
+finalizers is dropped), so passes are DPF's. The chain controller also watches ServiceInterfaces and Pods and
+wakes the programmed chains a change concerns.
 
 Differences from DPF (for docs/differences.md):
 - ovn deletion removes `puplinkbrovn` from br-ovn (DPF asks br-sfc for both patch ports, so it stays).
@@ -29,6 +33,7 @@ the Port (`port_external_ids`); without a separate Port map `external_ids` stand
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import threading
@@ -66,6 +71,7 @@ from dpf_core.store.protocol import WatchEvent
 from dpf_core.store.selectors import compile_label_selector
 
 from .mirror import write
+from .options import SfcOptions
 
 NAME = "sfc"
 NAME_SERVICE_INTERFACE = "sfc-serviceinterface"
@@ -250,10 +256,12 @@ def _ready_as(obj: ServiceInterface | ServiceChain, status: ConditionStatus, rea
     return False
 
 
-def _on_node(node_name: str) -> Any:
+def _on_node(node_name: str, *, status_writes_wake: bool = True) -> Any:
     def pred(ev: WatchEvent) -> bool:
         spec = getattr(ev.object, "spec", None)
-        return getattr(spec, "node", None) == node_name
+        if getattr(spec, "node", None) != node_name:
+            return False
+        return status_writes_wake or _spec_or_lifecycle_changed(ev)
 
     return pred
 
@@ -284,6 +292,50 @@ def interface_key(ctx: Context, si: ServiceInterface, namespace: str | None, nod
         raise LookupError("empty interface name for serviceInterface of type service")
     pod = _pod_for_service(ctx, namespace, service.service_id, node_name)
     return f"{pod.namespace}/{pod.name}/{service.interface_name}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _port_selector(match_labels: tuple[tuple[str, str], ...]) -> Any:
+    # A chain port's matchLabels, compiled once: every ServiceInterface event of a node tests each of its chains.
+    return compile_label_selector(dict(match_labels))
+
+
+def _matcher(ifc: ServiceIfc) -> Any:
+    return _port_selector(tuple(sorted(ifc.match_labels.items())))
+
+
+def _programmed(sc: ServiceChain) -> bool:
+    """Ready for its current spec: its last pass programmed its flows."""
+    generation = sc.metadata.generation
+    if sc.status.observed_generation != generation:
+        return False
+    return any(
+        c.type == TYPE_READY and c.status == "True" and c.observed_generation == generation
+        for c in sc.status.conditions
+    )
+
+
+def _selects_any(sc: ServiceChain, labels: Sequence[Mapping[str, str]]) -> bool:
+    for switch in sc.spec.switches:
+        for port in switch.ports:
+            matcher = _matcher(port.service_interface)
+            if any(matcher.matches(lbl) for lbl in labels):
+                return True
+    return False
+
+
+def _spec_or_lifecycle_changed(ev: WatchEvent) -> bool:
+    """False for an update that moved neither spec, deletion nor finalizers: our own Ready writes (DPF writes
+    no status, so its agent is never woken by one) and labels, which the ServiceInterface and ServiceChain
+    passes do not read from their own object."""
+    if ev.type != "MODIFIED" or ev.old is None:
+        return True
+    old, new = ev.old.metadata, ev.object.metadata
+    return (
+        old.generation != new.generation
+        or old.deletion_timestamp != new.deletion_timestamp
+        or old.finalizers != new.finalizers
+    )
 
 
 # --- the node's objects, kept by the agent's watches ------------------------------------------------------
@@ -378,6 +430,105 @@ class NodeObjects:
             if matcher is None or matcher.matches(current.metadata.labels):
                 found.append(current)
         return found
+
+    def chain_requests(
+        self, *, dpf_ids: Iterable[str] | None = None, cookies: Iterable[int] | None = None
+    ) -> list[Request]:
+        """This node's programmed ServiceChains, in name order: all of them, or those an OVS change could
+        concern: the ones owning one of `cookies`, and the ones whose ports select the ServiceInterface behind
+        one of `dpf_ids` (an id that names no ServiceInterface here, such as a pod interface's, concerns them
+        all; an interface without one, "", none: a chain finds its members by `dpf-id`)."""
+        with self.lock:
+            chains = sorted((key, sc) for key, sc in self.chains.items() if _programmed(sc))
+            if dpf_ids is None and cookies is None:
+                return [Request(ns or None, name) for (ns, name), _ in chains]
+            wanted = set(cookies or ())
+            selected: list[Mapping[str, str]] = []
+            for key in dpf_ids or ():
+                if not key:
+                    continue
+                ns, sep, name = key.partition("/")
+                si = self.interfaces.get((ns, name)) if sep and "/" not in name else None
+                if si is None:
+                    return [Request(ns or None, name) for (ns, name), _ in chains]
+                selected.append(si.metadata.labels)
+        woken: list[Request] = []
+        for (ns, name), sc in chains:
+            if chain_cookie(ns or None, name) in wanted or (selected and _selects_any(sc, selected)):
+                woken.append(Request(ns or None, name))
+        return woken
+
+    # -- watch mappers that wake this node's chains --
+    #
+    # DPF re-applies every chain every 5 s and so notices, a little later, whatever moved under it. Here a
+    # programmed chain is also woken by the change itself, so a world that also wakes it on OVS changes
+    # (`wake_node_chains`) can re-apply a programmed chain far less often (SfcOptions.chain_requeue). A chain
+    # that is not programmed retries every `chain_retry` (DPF's 5 s) whatever happens and is not woken: a
+    # wake in the middle of its members being wired would only fail it again with another message (a write).
+
+    def chains_for_interface(self, ev: WatchEvent) -> list[Request]:
+        """A ServiceInterface change a chain pass would see: one appearing or going, its spec moving (another
+        port, another key) or its labels moving in or out of a chain port's selector. Status writes and the
+        chain's own `service-chain` label leave every match as it was and wake nothing."""
+        new = ev.object
+        if not isinstance(new, ServiceInterface):
+            return []
+        old = ev.old if isinstance(ev.old, ServiceInterface) else None
+        spec_moved = (
+            ev.type != "MODIFIED" or old is None
+            or old.metadata.generation != new.metadata.generation or old.spec.node != new.spec.node
+        )
+        if not spec_moved and old is not None and old.metadata.labels == new.metadata.labels:
+            return []
+        namespace = new.metadata.namespace or ""
+        sides = [si.metadata.labels for si in (old, new) if si is not None and si.spec.node == self.node_name]
+        if not sides:
+            return []
+        with self.lock:
+            chains = sorted((key, sc) for key, sc in self.chains.items() if key[0] == namespace and _programmed(sc))
+        woken: list[Request] = []
+        for (ns, name), sc in chains:
+            for switch in sc.spec.switches:
+                hit = False
+                for port in switch.ports:
+                    matcher = _matcher(port.service_interface)
+                    matches = [matcher.matches(labels) for labels in sides]
+                    if (spec_moved and any(matches)) or len(set(matches)) > 1:
+                        hit = True
+                        break
+                if hit:
+                    woken.append(Request(ns or None, name))
+                    break
+        return woken
+
+    def chains_for_pod(self, ev: WatchEvent) -> list[Request]:
+        """A Pod carrying a serviceID of one of this node's `service` ServiceInterfaces appearing, going, moving
+        here or relabelled: the chain's key for that port (`<podNs>/<podName>/<interface>`) may have changed."""
+        pod = ev.object
+        if not isinstance(pod, Pod):
+            return []
+        old = ev.old if isinstance(ev.old, Pod) else None
+        if (
+            ev.type == "MODIFIED" and old is not None
+            and old.metadata.labels == pod.metadata.labels and old.spec.node_name == pod.spec.node_name
+        ):
+            return []
+        ids = {
+            p.metadata.labels.get(LABEL_DPF_SERVICE_ID)
+            for p in (old, pod)
+            if p is not None and p.spec.node_name == self.node_name
+        }
+        ids.discard(None)
+        if not ids:
+            return []
+        with self.lock:
+            wanted = any(
+                si.spec.interface_type == INTERFACE_TYPE_SERVICE
+                and si.spec.service is not None
+                and si.spec.service.service_id in ids
+                for si in self.interfaces.values()
+            )
+        return self.chain_requests() if wanted else []
 
     def chain_cookies(self, ctx: Context) -> set[int] | None:
         """The cookies of this node's ServiceChains that still exist; None while the table is not live."""
@@ -524,10 +675,12 @@ class ServiceChainReconciler:
         *,
         lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE),
         objects: NodeObjects | None = None,
+        options: SfcOptions | None = None,
     ) -> None:
         self.node_name = node_name
         self.lookup_bridges = tuple(lookup_bridges)
         self.objects = objects
+        self.options = options or SfcOptions()
 
     def reconcile(self, ctx: Context, req: Request) -> Result:
         cookie = chain_cookie(req.namespace, req.name)
@@ -539,7 +692,7 @@ class ServiceChainReconciler:
                 ovs.del_flows_cookie(SFC_BRIDGE, cookie)
             except Exception as e:
                 ctx.log.error("ServiceChain %s: cleanup failed: %s", req, e)
-                return Result(requeue_after=REQUEUE_FLOWS)
+                return Result(requeue_after=self.options.chain_retry)
             return DONE
         if sc.spec.node != self.node_name:
             return DONE
@@ -562,8 +715,11 @@ class ServiceChainReconciler:
                 outcome = ("False", REASON_ERROR, f"failed to add flows: {e}")
             else:
                 outcome = ("True", REASON_SUCCESS, "")
+        # A programmed chain is re-applied every `chain_requeue` (DPF: 5 s, like a failed pass); a failed pass
+        # retries at `chain_retry` whatever the world wakes, since a refused API call raises no event.
+        requeue = self.options.chain_requeue if outcome[0] == "True" else self.options.chain_retry
         if _ready_as(sc, *outcome):
-            return Result(requeue_after=REQUEUE_FLOWS)  # the 5 s re-apply of a programmed chain writes nothing
+            return Result(requeue_after=requeue)  # the re-apply of a programmed chain writes nothing
         new = sc.deepcopy()
         status, reason, message = outcome
         _set_ready(new, status, reason, message, now)
@@ -571,7 +727,8 @@ class ServiceChainReconciler:
             write(ctx, sc, new)
         except Exception as e:
             ctx.log.error("ServiceChain %s: failed to write status: %s", req, e)
-        return Result(requeue_after=REQUEUE_FLOWS)
+            return Result(requeue_after=self.options.chain_retry)
+        return Result(requeue_after=requeue)
 
     def service_interface(self, ctx: Context, namespace: str | None, ifc: ServiceIfc) -> ServiceInterface:
         """The unique ServiceInterface on this node in the chain's namespace matching the port's labels."""
@@ -705,15 +862,36 @@ class _TickerController(Controller):
         self.enqueue(STALE_REQUEST)
 
 
+def wake_node_chains(
+    controller: Controller, *, dpf_ids: Iterable[str] | None = None, cookies: Iterable[int] | None = None
+) -> int:
+    """Enqueue the node's ServiceChains an OVS change concerns (`NodeObjects.chain_requests`; all without
+    `dpf_ids`/`cookies`) on the ServiceChain controller of `controllers()`: what the node's OVS changing under
+    the chains calls for, ahead of the periodic re-apply. Returns how many."""
+    reconciler = controller.reconciler
+    objects = reconciler.objects if isinstance(reconciler, ServiceChainReconciler) else None
+    if objects is None:
+        return 0
+    requests = objects.chain_requests(dpf_ids=dpf_ids, cookies=cookies)
+    for req in requests:
+        controller.enqueue(req)
+    return len(requests)
+
+
 def controllers(
     node_name: str,
     *,
     lookup_bridges: Sequence[str] = (SFC_BRIDGE, HBN_BRIDGE),
-    stale_period: float = STALE_REMOVAL_PERIOD,
+    stale_period: float | None = None,
+    options: SfcOptions | None = None,
 ) -> list[Controller]:
     """The agent of one DPU node: ServiceInterface, ServiceChain and the stale object remover, sharing the
-    node's objects (`NodeObjects`) that the first two controllers' watches keep."""
-    on_node = _on_node(node_name)
+    node's objects (`NodeObjects`) that the first two controllers' watches keep. `stale_period`, when given,
+    overrides `options.stale_removal_period`."""
+    opts = options or SfcOptions()
+    if stale_period is not None:
+        opts = dataclasses.replace(opts, stale_removal_period=stale_period)
+    on_node = _on_node(node_name, status_writes_wake=opts.status_writes_wake)
     objects = NodeObjects(node_name)
     return [
         _FeedingController(
@@ -727,14 +905,20 @@ def controllers(
         ),
         _FeedingController(
             NAME_SERVICE_CHAIN,
-            ServiceChainReconciler(node_name, lookup_bridges=lookup_bridges, objects=objects),
+            ServiceChainReconciler(node_name, lookup_bridges=lookup_bridges, objects=objects, options=opts),
             ServiceChain,
-            [Watch(ServiceChain, objects.on_chain)],
+            [
+                Watch(ServiceChain, objects.on_chain),
+                Watch(ServiceInterface, objects.chains_for_interface),
+                Watch(Pod, objects.chains_for_pod),
+            ],
             for_predicate=on_node,
             objects=objects,
             kind=ServiceChain,
         ),
         _TickerController(
-            NAME_STALE_OBJECT_REMOVER, StaleObjectRemover(node_name, stale_period, objects=objects), None
+            NAME_STALE_OBJECT_REMOVER,
+            StaleObjectRemover(node_name, opts.stale_removal_period, objects=objects),
+            None,
         ),
     ]

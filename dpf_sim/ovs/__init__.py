@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from .datapath import Bridge, Datapath, Interface, OvsError, Port, Rule
+from .datapath import FLOWS, PORTS, RESTART, Bridge, Change, ChangeListener, Datapath, Interface, OvsError, Port, Rule
 from .flows import FlowMod, FlowParseError, Match, parse_actions, parse_flow, parse_flows_file
 from .port import ModelOvs
 from .trace import Delivery, Packet, RuleHit, TraceResult, send, trace
 
 __all__ = [
+    "FLOWS",
+    "PORTS",
+    "RESTART",
     "Bridge",
+    "Change",
+    "ChangeListener",
     "Datapath",
     "Delivery",
     "FlowMod",

@@ -5,7 +5,8 @@ Time is whatever `now()` returns (seconds, simulated); OVS keeps rule times in m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,31 @@ _AUTO_PORT_LIMIT = 32768
 _PORT_REUSE_AFTER_MS = 60 * 60 * 1000
 # NORMAL's MAC learning table entries age out after 300 s (other_config:mac-aging-time default).
 MAC_AGING_S = 300.0
+
+# What a change listener is told changed on a bridge (Datapath.listeners).
+PORTS = "ports"  # a Port/Interface row came or went, an ofport moved, an external_ids/options key was added
+FLOWS = "flows"  # an OpenFlow rule was deleted, flushed or replaced by one that acts differently
+RESTART = "restart"  # ovs-vswitchd restarted: both of the above, on every bridge
+
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed on one bridge. `dpf_ids`: the `dpf-id` external_ids of the interfaces whose rows came, went
+    or moved (an interface without one counts as ""); `cookies`: of the rules deleted or overwritten. None: not
+    narrowed down (a restart, a fail-mode flush, a bridge coming or going)."""
+
+    bridge: str
+    what: str
+    dpf_ids: frozenset[str] | None = None
+    cookies: frozenset[int] | None = None
+
+
+ChangeListener = Callable[[Change], None]
+
+
+def _dpf_ids(*ports: Port) -> frozenset[str]:
+    return frozenset(p.interface.external_ids.get("dpf-id", "") for p in ports)
 
 
 @dataclass
@@ -94,6 +120,12 @@ class Rule:
         return " " + "".join(parts)
 
 
+def _differs(old: Rule, new: Rule) -> bool:
+    """Whether an OFPFC_ADD over `old` changed what the rule does (a re-sent identical flow does not)."""
+    return (old.cookie != new.cookie or old.idle_timeout != new.idle_timeout or old.hard_timeout != new.hard_timeout
+            or old.actions != new.actions)
+
+
 def _duration(ms: int) -> str:
     sec, frac = divmod(max(ms, 0), 1000)
     return f"{sec}.{frac:03d}s" if frac else f"{sec}s"
@@ -131,9 +163,12 @@ class Bridge:
         old_effective = "secure" if _initial else self.effective_fail_mode
         self.fail_mode = fail_mode
         if _initial or old_effective != self.effective_fail_mode:
+            flushed = bool(self.rules)
             self.rules.clear()
             if self.effective_fail_mode == "standalone":
                 self.add(parse_flow("priority=0,actions=NORMAL"))
+            if flushed and not _initial:
+                self.switch.changed(Change(self.name, FLOWS))
 
     @property
     def effective_fail_mode(self) -> str:
@@ -207,6 +242,8 @@ class Bridge:
         self.ports[name] = port
         if victim is not None:
             self._renumber(port, victim)
+        else:
+            self.switch.changed(Change(self.name, PORTS, _dpf_ids(port)))
         return port
 
     def _request_victim(self, request: int | None) -> Port | None:
@@ -235,6 +272,7 @@ class Bridge:
         victim.interface.ofport = self._alloc_ofport(victim.interface.ofport_request)
         for p in (port, victim):
             self.ports[p.name] = self.ports.pop(p.name)
+        self.switch.changed(Change(self.name, PORTS, _dpf_ids(port, victim)))
 
     def del_port(self, name: str) -> bool:
         port = self.ports.pop(name, None)
@@ -245,6 +283,7 @@ class Bridge:
         stale = [k for k, e in self.macs.items() if e.port == port.interface.ofport]
         for k in stale:
             del self.macs[k]
+        self.switch.changed(Change(self.name, PORTS, _dpf_ids(port)))
         return True
 
     # -------------------------------------------------------------------------------------------- flow table
@@ -277,6 +316,8 @@ class Bridge:
             rule.n_packets, rule.n_bytes, rule.used_ms = old.n_packets, old.n_bytes, old.used_ms
             rule.seq = old.seq
             self.rules[self.rules.index(old)] = rule
+            if self.switch.listeners and not self.switch.muted and _differs(old, rule):
+                self.switch.changed(Change(self.name, FLOWS, cookies=frozenset((old.cookie,))))
         else:
             self.rules.append(rule)
         return rule
@@ -310,6 +351,7 @@ class Bridge:
         match+priority; both filtered by table (default all) and cookie/mask."""
         self.expire()
         keep: list[Rule] = []
+        gone: set[int] = set()
         n = 0
         for r in self.rules:
             hit = ((fm.table == OFPTT_ALL or r.table == fm.table)
@@ -319,9 +361,12 @@ class Bridge:
                     else fm.match.covers(r.match)
             if hit:
                 n += 1
+                gone.add(r.cookie)
             else:
                 keep.append(r)
         self.rules = keep
+        if n:
+            self.switch.changed(Change(self.name, FLOWS, cookies=frozenset(gone)))
         return n
 
     def lookup(self, table: int, flow: dict[str, int]) -> Rule | None:
@@ -350,23 +395,49 @@ class Datapath:
         self.name = name
         self.bridges: dict[str, Bridge] = {}
         self.external_ids: dict[str, str] = {}
+        # Called with a Change (PORTS | FLOWS | RESTART) after a change an OVSDB monitor or a flow-table watcher
+        # would see. Learned flows coming and going (traffic), rule expiry and re-sent identical flows are not
+        # changes: the twin wakes the SFC agent on these and nothing the agent's re-apply restores moves then.
+        self.listeners: list[ChangeListener] = []
+        self.muted = 0
 
     def now_ms(self) -> int:
         return round(self.now() * 1000)
+
+    def changed(self, change: Change) -> None:
+        if self.muted or not self.listeners:
+            return
+        for listener in list(self.listeners):
+            listener(change)
+
+    @contextlib.contextmanager
+    def mute(self) -> Iterator[None]:
+        """No FLOWS/PORTS calls inside: for a writer that restores its own state (the SFC agent's bundle), whose
+        replacing the flows of another writer must not wake that writer to replace them back at once."""
+        self.muted += 1
+        try:
+            yield
+        finally:
+            self.muted -= 1
 
     # -------------------------------------------------------------------------------------- ovs-vsctl verbs
     def restart(self, keep_port: Callable[[Bridge, Port], bool]) -> tuple[int, int]:
         """ovs-vswitchd restarting: every OpenFlow flow is gone (a bridge comes back with only its fail-mode
         default) and so is the MAC table; ports `keep_port` rejects are gone too. Returns (flows, ports) lost."""
         flows = ports = 0
-        for br in self.bridges.values():
-            flows += sum(1 for r in br.rules if not (r.priority == 0 and r.cookie == 0 and br.effective_fail_mode == "standalone"))
-            br.macs.clear()
-            br.set_fail_mode(br.fail_mode, _initial=True)
-            for name, port in list(br.ports.items()):
-                if name != br.name and not keep_port(br, port):
-                    br.del_port(name)
-                    ports += 1
+        with self.mute():
+            for br in self.bridges.values():
+                flows += sum(1 for r in br.rules
+                             if not (r.priority == 0 and r.cookie == 0 and br.effective_fail_mode == "standalone"))
+                br.macs.clear()
+                br.set_fail_mode(br.fail_mode, _initial=True)
+                for name, port in list(br.ports.items()):
+                    if name != br.name and not keep_port(br, port):
+                        br.del_port(name)
+                        ports += 1
+        # keep_port may also have edited the rows it kept (the agent's external_ids on the uplinks).
+        for name in list(self.bridges):
+            self.changed(Change(name, RESTART))
         return flows, ports
 
     def add_br(self, name: str, *, datapath_type: str = "", fail_mode: str = "",
@@ -380,11 +451,13 @@ class Datapath:
         br = Bridge(name, self, datapath_type=datapath_type, fail_mode=fail_mode)
         br.external_ids.update(external_ids or {})
         self.bridges[name] = br
+        self.changed(Change(name, PORTS))
         return br
 
     def del_br(self, name: str) -> None:
         if self.bridges.pop(name, None) is None:
             raise OvsError(f"no bridge named {name}")
+        self.changed(Change(name, RESTART))
 
     def bridge(self, name: str) -> Bridge:
         br = self.bridges.get(name)

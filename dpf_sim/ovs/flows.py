@@ -8,6 +8,7 @@ Nicira extensions (`load`, `move`, `learn`, `resubmit`) keep their own spelling.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -636,23 +637,38 @@ def format_actions(actions: list[Action] | tuple[Action, ...]) -> str:
 
 # ------------------------------------------------------------------------------------------------------ tokenizer
 
+_PARENS = re.compile(r"[()]")
+_SPACE_OR_COMMA = re.compile(r"[, \t\r\n]*")
+_KEY_END = re.compile(r"[:=(, \t\r\n]")
+
+
+@functools.cache
+def _value_stop(delims: str) -> re.Pattern[str]:
+    return re.compile("[" + re.escape(delims) + "(]")
+
+
 def _parse_value_len(s: str, start: int, delims: str) -> int:
+    """The end of a value starting at `start`: the first of `delims` outside parentheses (or the end). The
+    scans are regex searches, not a Python loop per character: every flow the twin parses goes through here."""
+    stop = _value_stop(delims)
+    end = len(s)
     n = start
-    while n < len(s) and s[n] not in delims:
-        if s[n] == "(":
-            level = 0
-            while True:
-                if n >= len(s):
-                    return n
-                if s[n] == "(":
-                    level += 1
-                elif s[n] == ")":
-                    level -= 1
-                n += 1
-                if level <= 0:
-                    break
-        else:
-            n += 1
+    while n < end:
+        m = stop.search(s, n)
+        if m is None:
+            return end
+        n = m.start()
+        if s[n] in delims:
+            return n
+        level = 0  # a parenthesised group, nested groups included; unbalanced runs to the end
+        while True:
+            p = _PARENS.search(s, n)
+            if p is None:
+                return end
+            n = p.end()
+            level += 1 if p.group() == "(" else -1
+            if level <= 0:
+                break
     return n
 
 
@@ -660,29 +676,28 @@ def key_values(text: str) -> Iterator[tuple[str, str]]:
     """ofputil_parse_key_value: `k=v`, `k:v`, `k(v)` or a bare key, separated by commas or white space."""
     i = 0
     s = text
+    length = len(s)
     while True:
-        while i < len(s) and s[i] in ", \t\r\n":
-            i += 1
-        if i >= len(s):
+        i = _SPACE_OR_COMMA.match(s, i).end()  # type: ignore[union-attr]  # `*` always matches
+        if i >= length:
             return
-        j = i
-        while j < len(s) and s[j] not in ":=(, \t\r\n":
-            j += 1
+        m = _KEY_END.search(s, i)
+        j = m.start() if m is not None else length
         key = s[i:j]
-        delim = s[j] if j < len(s) else ""
+        delim = s[j] if j < length else ""
         i = j + (1 if delim else 0)
         if delim in (":", "="):
             end = _parse_value_len(s, i, ", \t\r\n")
         elif delim == "(":
             end = _parse_value_len(s, i, ")")
             # "(x)->y" (move/load into a subfield written after a parenthesis) continues past the ')'.
-            if end < len(s) and s[end] == ")" and s[end + 1:end + 3] == "->":
+            if end < length and s[end] == ")" and s[end + 1:end + 3] == "->":
                 end = _parse_value_len(s, end, ", \t\r\n")
         else:
             yield key, ""
             continue
         value = s[i:end]
-        i = end + (1 if end < len(s) else 0)
+        i = end + (1 if end < length else 0)
         yield key, value
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .datapath import Datapath, OvsError
+from .datapath import PORTS, Change, Datapath, OvsError
 
 
 class ModelOvs:
@@ -25,11 +25,16 @@ class ModelOvs:
             br.add_port(port, iface_type, ofport_request=ofport_request, external_ids=port_external_ids,
                         iface_external_ids=iface_external_ids, options=options)
             return
-        _, row = existing
+        br_of, row = existing
+        added = False
         for target, extra in ((row.interface.external_ids, iface_external_ids), (row.external_ids, port_external_ids),
                               (row.interface.options, options)):
             for k, v in (extra or {}).items():
-                target.setdefault(k, v)
+                if k not in target:
+                    target[k] = v
+                    added = True
+        if added:
+            self.datapath.changed(Change(br_of.name, PORTS, frozenset((row.interface.external_ids.get("dpf-id", ""),))))
 
     def delete_port(self, bridge: str, port: str) -> None:
         """Tolerant of absence: deleting a port that is not there succeeds."""
@@ -41,8 +46,10 @@ class ModelOvs:
         return self.datapath.ports(bridge)
 
     def add_flows_bundle(self, bridge: str, flows: list[str]) -> None:
-        """`ovs-ofctl --bundle add-flows`: all lines or none; the error names the offending line."""
-        self.datapath.add_flows(bridge, flows)
+        """`ovs-ofctl --bundle add-flows`: all lines or none; the error names the offending line. The caller
+        restores its own flows with it: what it replaces is no change to tell listeners about (Datapath.mute)."""
+        with self.datapath.mute():
+            self.datapath.add_flows(bridge, flows)
 
     def del_flows_cookie(self, bridge: str, cookie: int) -> None:
         """`del-flows cookie=C/-1` in every table, learned flows carrying the cookie included."""

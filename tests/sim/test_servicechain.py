@@ -414,3 +414,100 @@ def test_ovs_restart_loses_flows_and_agent_ports_and_the_sfc_agent_restores_them
     assert all(p in lost_ports["br-sfc"] for p in pod_ports)  # ... pods' ports are not
     twin.run(twin.now + 60)
     assert state() == before
+
+
+# --- the twin's chain re-apply: a backstop period, and wakes on what the re-apply would notice ---------------
+
+
+def _chain_passes(twin: Twin, node: str) -> int:
+    manager = _world(twin).nodes[(CLUSTER, node)].manager
+    return int(manager.controller(sfc.NAME_SERVICE_CHAIN).metrics()["reconciles"])
+
+
+def _hbn_twin(**params: Any) -> Twin:
+    twin = _twin(2, **params)
+    host, ds = _hbn_manifests()
+    twin.run(1)
+    twin.apply(host)
+    twin.apply(ds, store=CLUSTER)
+    twin.run(30)
+    return twin
+
+
+def _chain_lines(twin: Twin, node: str, chain: str) -> list[str]:
+    dp = _world(twin).ovs[node]
+    return dp.dump_flows("br-sfc", stats=False, cookie=sfc.chain_cookie(NS, f"{chain}-{node}"))
+
+
+def test_programmed_chains_wait_for_a_change_instead_of_a_5_s_re_apply() -> None:
+    twin = _hbn_twin()
+    node = "dpu-node-001"
+    assert _world(twin).params.chain_requeue == 600.0
+    passes = _chain_passes(twin, node)
+    twin.run(twin.now + 120)
+    assert _chain_passes(twin, node) == passes  # DPF would have re-applied both chains 24 times each
+
+    dpf = _hbn_twin(chainRequeue="5s")
+    passes = _chain_passes(dpf, node)
+    dpf.run(dpf.now + 120)
+    assert _chain_passes(dpf, node) - passes == 2 * 24
+
+
+def test_a_lost_or_overwritten_chain_flow_is_restored_at_once() -> None:
+    twin = _hbn_twin()
+    node = "dpu-node-001"
+    dp = _world(twin).ovs[node]
+    good = _chain_lines(twin, node, "hbn-to-fabric")
+    other = _chain_lines(twin, node, "ovn-to-hbn")
+    passes = _chain_passes(twin, node)
+    # Someone deletes the chain's flows by cookie: only that chain is woken, and it puts them back.
+    dp.del_flows_cookie("br-sfc", sfc.chain_cookie(NS, f"hbn-to-fabric-{node}"))
+    assert _chain_lines(twin, node, "hbn-to-fabric") == []
+    twin.run(twin.now + 1)
+    assert _chain_lines(twin, node, "hbn-to-fabric") == good
+    assert _chain_passes(twin, node) == passes + 1
+    # Someone overwrites one of its flows (same match and priority) with a drop.
+    in_port = dp.bridges["br-sfc"].ports["p0"].interface.ofport
+    dp.add_flow("br-sfc", f"table=0,priority=20,in_port={in_port},actions=drop")
+    assert _chain_lines(twin, node, "hbn-to-fabric") != good
+    twin.run(twin.now + 1)
+    assert _chain_lines(twin, node, "hbn-to-fabric") == good
+    assert _chain_lines(twin, node, "ovn-to-hbn") == other
+
+
+def test_a_member_port_moving_to_another_ofport_reprograms_its_chain() -> None:
+    twin = _hbn_twin()
+    node = "dpu-node-001"
+    dp = _world(twin).ovs[node]
+    old = dp.bridges["br-sfc"].ports["p1"]
+    # The uplink comes back under a new number (as the OVS helper's re-add of a dpdk port may do).
+    dp.bridges["br-sfc"].del_port("p1")
+    twin.run(twin.now + 1)
+    sc = twin.dpu_clusters[CLUSTER].get(ServiceChain, f"hbn-to-fabric-{node}", NS)
+    assert [(c.status, c.reason) for c in sc.status.conditions] == [("False", "Pending")]
+    readded = dp.bridges["br-sfc"].add_port("p1", "dpdk", external_ids=dict(old.external_ids),
+                                            iface_external_ids=dict(old.interface.external_ids))
+    assert readded.interface.ofport != old.interface.ofport
+    twin.run(twin.now + 6)  # a chain that failed retries at DPF's 5 s, woken or not
+    assert any(f"in_port={readded.interface.ofport} " in line for line in _chain_lines(twin, node, "hbn-to-fabric"))
+    sc = twin.dpu_clusters[CLUSTER].get(ServiceChain, f"hbn-to-fabric-{node}", NS)
+    assert [(c.status, c.reason) for c in sc.status.conditions] == [("True", "Success")]
+
+
+def test_a_second_interface_matching_a_member_selector_wakes_its_chain() -> None:
+    from dpf_core.api.svc import ServiceInterface
+
+    twin = _hbn_twin()
+    node = "dpu-node-001"
+    store = twin.dpu_clusters[CLUSTER]
+    passes = _chain_passes(twin, node)
+    # Only an object appears (its uplink port is already on the switch, so OVS does not change).
+    store.create(ServiceInterface.new("extra-p0", NS, metadata={"name": "extra-p0", "namespace": NS,
+                                                                "labels": {"uplink": "p0"}},
+                                      spec={"node": node, "interfaceType": "physical",
+                                            "physical": {"interfaceName": "p0"}}))
+    twin.run(twin.now + 1)
+    sc = store.get(ServiceChain, f"hbn-to-fabric-{node}", NS)
+    assert [(c.status, c.reason) for c in sc.status.conditions] == [("False", "Pending")]
+    assert "expected only one serviceInterface" in sc.status.conditions[0].message
+    assert _chain_passes(twin, node) == passes + 1  # ovn-to-hbn selects no uplink: not woken

@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 
 from dpf_core.api.external import Pod
+from dpf_core.api.meta import Condition
 from dpf_core.api.svc import FINALIZER_SERVICE_INTERFACE, ServiceChain, ServiceInterface
 from dpf_core.controllers import sfc
+from dpf_core.controllers.options import SfcOptions
 from dpf_core.ports import Ports
-from dpf_core.runtime import Manager, ManualClock, SyncDriver
+from dpf_core.runtime import Manager, ManualClock, Request, SyncDriver
 from dpf_core.store import MemoryStore
+from dpf_core.store.protocol import WatchEvent
 
 NS = "default"
 NODE = "dpu-n1"
@@ -82,14 +85,14 @@ class FakeOvs:
 
 
 class World:
-    def __init__(self, ovs: FakeOvs | None = None) -> None:
+    def __init__(self, ovs: FakeOvs | None = None, options: SfcOptions | None = None) -> None:
         self.clock = ManualClock()
         self.store = MemoryStore(clock=self.clock.now, name="dpu-cluster")
         self.ovs = ovs or FakeOvs()
         # The physical uplink the DPUFlavor's OVS script creates.
         self.ovs.ensure_port("br-sfc", "p0", "dpdk", port_external_ids={"dpf-type": "physical"})
         self.mgr = Manager(self.store, self.clock, ports=Ports(ovs=self.ovs))
-        for c in sfc.controllers(NODE, stale_period=60):
+        for c in sfc.controllers(NODE, stale_period=60, options=options):
             self.mgr.add(c)
         self.driver = SyncDriver(self.mgr)
 
@@ -184,8 +187,8 @@ def test_deleting_a_service_interface_removes_its_ports() -> None:
     assert w.ovs.bridges["br-ovn"] == {}
 
 
-def _chain_world() -> World:
-    w = World()
+def _chain_world(options: SfcOptions | None = None) -> World:
+    w = World(options=options)
     w.si("p0", {"interfaceType": "physical", "physical": {"interfaceName": "p0"}}, labels={"uplink": "p0"})
     w.si("pf0", {"interfaceType": "pf", "pf": {"pfID": 0}}, labels={"port": "pf0"})
     w.si("vf1", {"interfaceType": "vf", "vf": {"pfID": 0, "vfID": 1, "parentInterfaceRef": "pf0"}}, labels={"port": "vf1"})
@@ -321,3 +324,130 @@ def test_stale_sweep_every_minute_removes_foreign_cookies_and_orphan_ports() -> 
 )
 def test_flow_cookies_parse_dump_flows_text(lines: list[str], cookies: set[int]) -> None:
     assert sfc.flow_cookies(lines) == cookies
+
+
+# --- the re-apply period and what wakes a programmed chain instead ----------------------------------------------
+
+
+def _passes(w: World) -> int:
+    return int(w.mgr.controller(sfc.NAME_SERVICE_CHAIN).metrics()["reconciles"])
+
+
+def test_a_programmed_chain_re_applies_at_chain_requeue_and_a_failed_one_retries_at_5_s() -> None:
+    w = _chain_world(SfcOptions(chain_requeue=600.0, status_writes_wake=False))
+    w.run()  # the members' ports first: this in-test Ovs wakes no chain when they appear
+    w.chain("chain", [[{"uplink": "p0"}, {"port": "pf0"}]])
+    w.chain("waiting", [[{"uplink": "p0"}, {"port": "missing"}]])
+    w.run()
+    assert w.ready(ServiceChain, "chain") == ("True", "Success")
+    assert w.ready(ServiceChain, "waiting") == ("False", "Pending")
+    bundles = len(w.ovs.bundles)
+    w.run(60)
+    assert len(w.ovs.bundles) == bundles  # no re-apply inside the 600 s period
+    passes = _passes(w)
+    w.run(20)
+    assert _passes(w) - passes == 4  # only "waiting", every 5 s: its own status writes wake nothing
+    w.run(600)
+    assert len(w.ovs.bundles) == bundles + 1  # the backstop
+
+
+@pytest.mark.parametrize("status_writes_wake", [True, False])
+def test_a_chain_failed_while_its_members_were_wired_retries_on_its_status_write_or_after_5_s(
+    status_writes_wake: bool,
+) -> None:
+    w = _chain_world(SfcOptions(status_writes_wake=status_writes_wake))
+    w.chain("chain", [[{"uplink": "p0"}, {"port": "pf0"}]])  # with its members: its first pass finds no port
+    w.run(1)
+    if status_writes_wake:  # the Pending write woke it once more, after the ports came
+        assert w.ready(ServiceChain, "chain") == ("True", "Success")
+        return
+    assert w.ready(ServiceChain, "chain") == ("False", "Pending")  # as DPF's agent: nothing until its retry
+    w.run(4.5)
+    assert w.ready(ServiceChain, "chain") == ("True", "Success")
+
+
+def test_dpfs_period_re_applies_every_5_s() -> None:
+    w = _chain_world()
+    w.chain("chain", [[{"uplink": "p0"}, {"port": "pf0"}]])
+    w.run()
+    bundles = len(w.ovs.bundles)
+    w.run(20)
+    assert len(w.ovs.bundles) - bundles == 4
+
+
+def _sc(name: str, selectors: list[dict[str, str]], *, programmed: bool = True) -> ServiceChain:
+    sc = ServiceChain.new(name, NS, spec={"node": NODE, "switches": [
+        {"ports": [{"serviceInterface": {"matchLabels": m}} for m in selectors]}]})
+    sc.metadata.generation = 1
+    if programmed:
+        sc.status.observed_generation = 1
+        sc.status.conditions = [Condition(type="Ready", status="True", reason="Success", message="",
+                                          last_transition_time="2025-01-01T00:00:00Z", observed_generation=1)]
+    return sc
+
+
+def _si(name: str, labels: dict[str, str], *, generation: int = 1, spec: dict[str, Any] | None = None) -> ServiceInterface:
+    si = ServiceInterface.new(name, NS, metadata={"name": name, "namespace": NS, "labels": labels},
+                              spec={"node": NODE, **(spec or {"interfaceType": "pf", "pf": {"pfID": 0}})})
+    si.metadata.generation = generation
+    return si
+
+
+def _objects() -> sfc.NodeObjects:
+    objects = sfc.NodeObjects(NODE)
+    objects.on_chain(WatchEvent("ADDED", _sc("a", [{"uplink": "p0"}, {"port": "pf0"}])))
+    objects.on_chain(WatchEvent("ADDED", _sc("b", [{"port": "vf1"}, {"svc": "app"}])))
+    objects.on_chain(WatchEvent("ADDED", _sc("pending", [{"port": "pf0"}], programmed=False)))
+    for si in (_si("pf0", {"port": "pf0"}), _si("vf1", {"port": "vf1"}),
+               _si("app", {"svc": "app"}, spec={"interfaceType": "service", "service": {
+                   "serviceID": "app", "network": "mybrsfc", "interfaceName": "net1"}})):
+        objects.on_interface(WatchEvent("ADDED", si))
+    return objects
+
+
+def _names(reqs: list[Request]) -> list[str]:
+    return [r.name for r in reqs]
+
+
+def test_interface_events_wake_the_programmed_chains_that_select_it() -> None:
+    objects = _objects()
+    old = _si("pf0", {"port": "pf0"})
+    assert _names(objects.chains_for_interface(WatchEvent("ADDED", old))) == ["a"]  # "pending" retries anyway
+    assert _names(objects.chains_for_interface(WatchEvent("DELETED", old))) == ["a"]
+    # A status write or the chain's own label: every selector matches as before.
+    labelled = _si("pf0", {"port": "pf0", "svc.dpu.nvidia.com/service-chain": "a"})
+    assert objects.chains_for_interface(WatchEvent("MODIFIED", labelled, old)) == []
+    # Relabelled into b's selector and out of a's.
+    moved = _si("pf0", {"port": "vf1"})
+    assert _names(objects.chains_for_interface(WatchEvent("MODIFIED", moved, old))) == ["a", "b"]
+    # A spec change (another port) concerns the chains selecting it.
+    respec = _si("pf0", {"port": "pf0"}, generation=2, spec={"interfaceType": "pf", "pf": {"pfID": 1}})
+    assert _names(objects.chains_for_interface(WatchEvent("MODIFIED", respec, old))) == ["a"]
+    elsewhere = _si("x", {"port": "pf0"})
+    elsewhere.spec.node = "n2"
+    assert objects.chains_for_interface(WatchEvent("ADDED", elsewhere)) == []
+
+
+def test_pod_events_wake_chains_only_for_a_service_interface_s_pod_here() -> None:
+    objects = _objects()
+
+    def pod(labels: dict[str, str], node: str = NODE) -> Pod:
+        return Pod.new("p", NS, metadata={"name": "p", "namespace": NS, "labels": labels},
+                       spec={"nodeName": node, "containers": [{"name": "c"}]})
+
+    app = pod({"svc.dpu.nvidia.com/service": "app"})
+    assert _names(objects.chains_for_pod(WatchEvent("ADDED", app))) == ["a", "b"]
+    assert objects.chains_for_pod(WatchEvent("MODIFIED", app, app)) == []  # status only
+    assert objects.chains_for_pod(WatchEvent("ADDED", pod({"svc.dpu.nvidia.com/service": "other"}))) == []
+    assert objects.chains_for_pod(WatchEvent("ADDED", pod({"svc.dpu.nvidia.com/service": "app"}, "n2"))) == []
+    assert objects.chains_for_pod(WatchEvent("ADDED", pod({}))) == []
+
+
+def test_ovs_changes_wake_the_chains_they_concern() -> None:
+    objects = _objects()
+    assert _names(objects.chain_requests()) == ["a", "b"]
+    assert _names(objects.chain_requests(cookies=[sfc.chain_cookie(NS, "b")])) == ["b"]
+    assert _names(objects.chain_requests(dpf_ids=[f"{NS}/vf1"])) == ["b"]
+    assert _names(objects.chain_requests(dpf_ids=[""])) == []  # an interface without dpf-id is no member
+    assert _names(objects.chain_requests(dpf_ids=[f"{NS}/pod/net1"])) == ["a", "b"]  # a pod's: not narrowed
+    assert _names(objects.chain_requests(dpf_ids=[f"{NS}/unknown"])) == ["a", "b"]
