@@ -9,17 +9,28 @@ deletions); here every seed runs the same file (same timeline, schedule and chur
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from dpf_core.api.external import LABEL_ARGOCD_INSTANCE, Application, DaemonSet
+from dpf_core.api.provisioning import (
+    DPU,
+    DPUSET_NAME_LABEL,
+    DPUSET_NAMESPACE_LABEL,
+    DPUSet,
+    scaled_value_from_int_or_percent,
+)
 from dpf_core.api.svc import DPUService
-from dpf_sim.chaos import churn_plan, run_summary, services_why_not, shrink
+from dpf_core.store.protocol import WatchEvent
+from dpf_sim.chaos import RolloutBudget, churn_plan, run_summary, services_why_not, shrink
 from dpf_sim.faults import ChurnParams
 from dpf_sim.runner import Runner, RunResult, run_scenario
-from dpf_sim.scenario import LoadedScenario, load_scenario, load_scenario_text
+from dpf_sim.scenario import InvariantSpec, LoadedScenario, load_scenario, load_scenario_text
 from dpf_sim.twin import Twin, TwinConfig
 
 CHAOS = Path(__file__).resolve().parents[2] / "scenarios" / "chaos.yaml"
@@ -192,3 +203,201 @@ def test_controller_crash_restarts_the_dpuservice_manager() -> None:
     assert rec.ended is not None
     assert services.manager is not old and services.manager in twin.driver.managers
     assert [c.name for c in services.manager.controllers] == [c.name for c in old.controllers]
+
+
+# --- rolloutBudget ------------------------------------------------------------------------------------------
+
+NS = "dpf-operator-system"
+NS2 = "tenant"  # DPUs labelled for a DPUSet of NS while living elsewhere: counted as DPF lists them (not at all)
+
+
+class FakeHost:
+    """The two reads rolloutBudget makes of the host store, over dicts the test edits before each event."""
+
+    def __init__(self) -> None:
+        self.dpus: dict[tuple[str, str], DPU] = {}
+        self.sets: dict[tuple[str, str], DPUSet] = {}
+
+    def list(self, cls: type[Any], namespace: str | None = None) -> list[Any]:
+        if cls is not DPU:
+            return []
+        return [d for (ns, _), d in sorted(self.dpus.items()) if namespace in (None, ns)]
+
+    def try_get(self, cls: type[Any], name: str, namespace: str | None) -> Any:
+        return self.sets.get((namespace or "", name)) if cls is DPUSet else None
+
+
+class Recording(RolloutBudget):
+    """Keeps every violation (the real one stops at the first) so whole event streams can be compared."""
+
+    def __init__(self) -> None:
+        super().__init__(InvariantSpec(name="rollout-budget", type="rolloutBudget"))
+        self.messages: list[str] = []
+
+    def violate(self, message: str, offending: Any = ()) -> None:
+        self.messages.append(message)
+
+
+class FullScan(Recording):
+    """rolloutBudget as it was before the counts: every update deletion lists the set and scans it."""
+
+    def on_event(self, store: str, ev: WatchEvent) -> None:
+        self.events += 1
+        new, old = ev.object, ev.old
+        if ev.type != "MODIFIED" or not isinstance(new, DPU) or not isinstance(old, DPU):
+            return
+        if old.metadata.deletion_timestamp is not None or new.metadata.deletion_timestamp is None or not ready(old):
+            return
+        assert self.twin is not None
+        name = new.metadata.labels.get(DPUSET_NAME_LABEL)
+        if not name:
+            return
+        ds = self.twin.host.try_get(DPUSet, name, new.metadata.labels.get(DPUSET_NAMESPACE_LABEL) or new.namespace)
+        if ds is None or ds.spec.strategy is None or ds.spec.strategy.type != "RollingUpdate":
+            return
+        tmpl = ds.spec.dpu_template.spec
+        if tmpl.bfb.name in (None, new.spec.bfb) and tmpl.dpu_flavor == new.spec.dpu_flavor:
+            return
+        self.decisions += 1
+        members = [d for d in self.twin.host.list(DPU, ds.namespace)
+                   if d.metadata.labels.get(DPUSET_NAME_LABEL) == ds.name and d.name != new.name]
+        total = len({d.spec.node_name for d in members} | {new.spec.node_name})
+        unavailable = sum(1 for d in members if d.metadata.deletion_timestamp is not None or not ready(d))
+        ru = ds.spec.strategy.rolling_update
+        scaled = scaled_value_from_int_or_percent(ru.max_unavailable if ru is not None else None, total, True)
+        budget = 1 if scaled <= 0 else min(scaled, total)
+        if unavailable >= budget:
+            self.violate(f"DPUSet {ds.namespace}/{ds.name} deleted Ready DPU {new.name} for an update with "
+                         f"{unavailable} of {total} already unavailable (maxUnavailable allows {budget})")
+
+
+def ready(dpu: DPU) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in dpu.status.conditions)
+
+
+def budget_dpu(name: str, node: str, *, ready: bool = True, deleting: bool = False, bfb: str = "old",
+               dpuset: str | None = "ds", namespace: str = NS) -> DPU:
+    md: dict[str, Any] = {"name": name, "namespace": namespace, "labels": {}}
+    if dpuset:
+        md["labels"] = {DPUSET_NAME_LABEL: dpuset, DPUSET_NAMESPACE_LABEL: NS}
+    if deleting:
+        md["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+        md["finalizers"] = ["provisioning.dpu.nvidia.com/dpu-protection"]
+    cond = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": "2025-01-01T00:00:00Z",
+            "reason": "x"}
+    return DPU.model_validate({"apiVersion": DPU.KIND.api_version, "kind": "DPU", "metadata": md,
+                               "spec": {"nodeName": node, "bfb": bfb, "dpuFlavor": "flavor"},
+                               "status": {"phase": "Ready" if ready else "Initializing", "conditions": [cond]}})
+
+
+def budget_set(max_unavailable: int | str, name: str = "ds", strategy: str = "RollingUpdate") -> DPUSet:
+    spec: dict[str, Any] = {"strategy": {"type": strategy},
+                            "dpuTemplate": {"spec": {"bfb": {"name": "new"}, "dpuFlavor": "flavor"}}}
+    if strategy == "RollingUpdate":
+        spec["strategy"]["rollingUpdate"] = {"maxUnavailable": max_unavailable}
+    return DPUSet.model_validate({"apiVersion": DPUSet.KIND.api_version, "kind": "DPUSet",
+                                  "metadata": {"name": name, "namespace": NS}, "spec": spec})
+
+
+def budget_twin(host: FakeHost) -> Any:
+    return SimpleNamespace(host=host, now=0.0, log=SimpleNamespace(recent=lambda n: []))
+
+
+def commit(host: FakeHost, checks: Sequence[RolloutBudget], etype: str, dpu: DPU) -> None:
+    """Write `dpu` to the fake store, then deliver the event (the store is never ahead of its events)."""
+    key = (dpu.namespace or "", dpu.name)
+    old = host.dpus.get(key)
+    if etype == "DELETED":
+        del host.dpus[key]
+    else:
+        host.dpus[key] = dpu
+    for check in checks:
+        check.on_event("host", WatchEvent(etype, dpu, old))  # type: ignore[arg-type]
+
+
+def test_rollout_budget_flags_an_update_deletion_past_max_unavailable() -> None:
+    outcomes = {}
+    for max_u in (1, "50%"):
+        host = FakeHost()
+        host.sets[(NS, "ds")] = budget_set(max_u)
+        inv = RolloutBudget(InvariantSpec(name="rollout-budget", type="rolloutBudget"))
+        inv.bind(budget_twin(host))
+        inv.activate([])
+        fleet = [budget_dpu(f"d{i}", f"n{i}") for i in range(4)]
+        for d in fleet:
+            commit(host, [inv], "ADDED", d)
+        commit(host, [inv], "MODIFIED", budget_dpu("d0", "n0", ready=False))
+        assert inv.counts(NS, "ds") == (1, 4)
+        # Replacing the DPU that is down spends no budget, nor does deleting one already on the template's BFB.
+        commit(host, [inv], "MODIFIED", budget_dpu("d0", "n0", ready=False, deleting=True))
+        commit(host, [inv], "ADDED", budget_dpu("d9", "n9", bfb="new"))
+        commit(host, [inv], "MODIFIED", budget_dpu("d9", "n9", bfb="new", deleting=True))
+        assert inv.passed is None and inv.decisions == 0
+        commit(host, [inv], "MODIFIED", budget_dpu("d1", "n1", deleting=True))
+        assert inv.decisions == 1
+        outcomes[max_u] = (inv.passed, inv.detail)
+    # d0 and d9 are being deleted: 2 of 5 nodes unavailable when d1 goes; 1 allows 1, 50% of 5 allows 3.
+    assert outcomes[1][0] is False
+    assert "deleted Ready DPU d1 for an update with 2 of 5 already unavailable (maxUnavailable allows 1)" in outcomes[1][1]
+    assert outcomes["50%"] == (None, "")
+
+
+def random_event(rng: random.Random, host: FakeHost) -> tuple[str, DPU]:
+    """One random step of a DPU's life over a few nodes and sets (some DPUs outside the DPUSet's namespace)."""
+    ns, name = rng.choice([(NS, f"d{i}") for i in range(10)] + [(NS2, "d1"), (NS2, "x")])
+    nodes = [f"n{i}" for i in range(6)]
+    cur = host.dpus.get((ns, name))
+    if cur is None:
+        return "ADDED", budget_dpu(name, rng.choice(nodes), ready=rng.random() < 0.7, bfb=rng.choice(("old", "new")),
+                                   dpuset=rng.choice(("ds", "ds", "ds", "other", None)), namespace=ns,
+                                   deleting=rng.random() < 0.05)
+    up, deleting, owner = ready(cur), cur.metadata.deletion_timestamp is not None, cur.metadata.labels.get(DPUSET_NAME_LABEL)
+    node = cur.spec.node_name
+    op = rng.random()
+    if op < 0.15:
+        return "DELETED", cur
+    if op < 0.45:
+        deleting = True
+    elif op < 0.75:
+        up = not up
+    elif op < 0.9:
+        node = rng.choice(nodes)
+    else:
+        owner = rng.choice(("ds", "other", None))
+    return "MODIFIED", budget_dpu(name, node, ready=up, deleting=deleting, bfb=cur.spec.bfb, dpuset=owner, namespace=ns)
+
+
+def full_counts(host: FakeHost, namespace: str, name: str) -> tuple[int, int]:
+    members = [d for d in host.list(DPU, namespace) if d.metadata.labels.get(DPUSET_NAME_LABEL) == name]
+    return (sum(1 for d in members if d.metadata.deletion_timestamp is not None or not ready(d)),
+            len({d.spec.node_name for d in members}))
+
+
+def test_rollout_budget_counts_match_a_full_scan_and_it_flags_what_the_scan_flagged() -> None:
+    decisions = flagged = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        host = FakeHost()
+        host.sets[(NS, "ds")] = budget_set(rng.choice((1, 2, "25%", "50%", 0)))
+        host.sets[(NS, "other")] = budget_set("34%", name="other")
+        scan, counted, late = FullScan(), Recording(), Recording()
+        for c in (scan, counted, late):
+            c.bind(budget_twin(host))
+        scan.activate([])
+        counted.activate([])
+        checks: list[Recording] = [scan, counted]
+        for i in range(120):
+            if i == 60:  # activated mid-stream: starts from the store's contents
+                late.activate([])
+                checks.append(late)
+            commit(host, checks, *random_event(rng, host))
+            for check in checks[1:]:
+                for ns in (NS, NS2):
+                    for name in ("ds", "other"):
+                        assert check.counts(ns, name) == full_counts(host, ns, name), (seed, i, ns, name)
+        assert counted.messages == scan.messages, seed
+        assert counted.decisions == scan.decisions, seed
+        assert late.messages == scan.messages[len(scan.messages) - len(late.messages):], seed
+        decisions += scan.decisions
+        flagged += len(scan.messages)
+    assert decisions > 100 and 10 < flagged < decisions  # both verdicts were exercised
