@@ -68,6 +68,9 @@ def scaled_scenario(hosts: int) -> dict[str, Any]:
     for e in doc["expect"]:
         if "await" in e and e["await"].get("kind") == "DPU":
             e["await"]["count"] = hosts
+            # DPF's one DPU-controller worker needs ~89 ms of simulated controller time per DPU under the cost
+            # model (docs/performance.md), ~2.5 h for 100k on top of the hardware's path: 2 h is too short there.
+            e["await"]["within"] = f"{max(2, math.ceil(hosts * 0.089 / 3600 + 1))}h"
     return doc
 
 
