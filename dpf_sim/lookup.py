@@ -66,6 +66,9 @@ class DpuNames:
             return sorted(self._ready)
         return sorted(n for n, c in self._ready.items() if c in clusters)
 
+    def is_ready(self, name: str) -> bool:
+        return name in self._ready
+
     def find(self, name: str) -> DPU | None:
         ns = self._namespaces.get(name)
         return None if ns is None else self.store.try_get(DPU, name, ns)

@@ -15,7 +15,9 @@ from typing import Any
 import simpy
 
 from dpf_core.api import admission, registry
+from dpf_core.api.external import Node, Secret
 from dpf_core.api.meta import KubeObject
+from dpf_core.api.provisioning import DPUCluster
 from dpf_core.errors import NotFound
 from dpf_core.runtime import DEFAULT_EPOCH, parse_rfc3339
 from dpf_core.store.memory import DEFAULT_HISTORY, MemoryStore
@@ -228,6 +230,7 @@ class Twin:
 
         # Initializing also waits for the host Node's OOB-bridge label (DPF notices on its 5 s poll).
         self.host.subscribe(self._host_node, [Node])
+        self.host.subscribe(self._kubeconfig_changed, [Secret])
         self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
                            host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
         provisioning = dict(models.get("provisioning", {}))
@@ -297,9 +300,30 @@ class Twin:
     def _host_node(self, ev: WatchEvent) -> None:
         host = self.fleet.hosts.get(ev.object.name)
         if ev.type == "MODIFIED" and host is not None:
+            node = ev.object
+            taints = {t.key for t in node.spec.taints} if isinstance(node, Node) else set()
             for d in host.dpus:
                 if d.name in self.dpu_names.unassigned:
                     self.wake_dpu(d.name)
+                elif taints and self.dpu_names.is_ready(d.name):
+                    # A Ready DPU lifts its node-effect taint in its Ready pass: one put back (by hand, by
+                    # another tool) is seen now, not at the twin's hour-long Ready poll.
+                    dpu = self.dpu_names.find(d.name)
+                    effect = dpu.spec.node_effect.taint if dpu is not None else None
+                    if effect is not None and effect.key in taints:
+                        self.wake_dpu(d.name)
+
+    def _kubeconfig_changed(self, ev: WatchEvent) -> None:
+        """A DPUCluster's kubeconfig Secret changed or went (rotated, deleted): its Ready DPUs build their
+        DPU-cluster client from it in the Ready pass, so they look now, not at the hour-long poll. (The
+        DPUCluster's `spec.kubeconfig` is immutable once set: the Secret is what can change.)"""
+        secret = ev.object
+        if ev.type == "ADDED":
+            return
+        clusters = [f"{dc.namespace}/{dc.name}" for dc in self.host.list(DPUCluster, secret.namespace)
+                    if dc.spec.kubeconfig == secret.name]
+        for name in self.dpu_names.ready(clusters) if clusters else ():
+            self.wake_dpu(name)
 
     def _wake_unassigned(self) -> None:
         for name in sorted(self.dpu_names.unassigned):
