@@ -52,13 +52,7 @@ def _world(twin: Twin) -> ServiceChainWorld:
 @pytest.fixture(scope="module")
 def hbn() -> Twin:
     """Two DPUs with the HBN + OVN chains programmed and HBN running."""
-    twin = _twin(2)
-    host, ds = _hbn_manifests()
-    twin.run(1)
-    twin.apply(host)
-    twin.apply(ds, store=CLUSTER)
-    twin.run(30)
-    return twin
+    return _hbn_twin()
 
 
 def _pod(twin: Twin, node: str) -> Pod:
