@@ -41,9 +41,9 @@ from dpf_core.api.provisioning import (
     BFBPhase,
     DPUPhase,
     DPUSet,
-    scaled_value_from_int_or_percent,
 )
 from dpf_core.api.svc import LABEL_DPUSERVICE_NAME, LABEL_DPUSERVICE_NAMESPACE, DPUService
+from dpf_core.controllers.dpuset import max_unavailable
 from dpf_core.errors import ApiError
 from dpf_core.store.protocol import WatchEvent
 
@@ -467,8 +467,7 @@ class Converged(Check):
         if any(self.why_not(d) is not None for d in down):
             return None  # something is still moving
         ru = ds.spec.strategy.rolling_update
-        scaled = scaled_value_from_int_or_percent(ru.max_unavailable if ru is not None else None, len(members), True)
-        budget = 1 if scaled <= 0 else min(scaled, len(members))
+        budget = max_unavailable(ru.max_unavailable if ru is not None else None, len(members))
         if len(down) >= budget:
             return f"{len(down)} DPU(s) down for good >= maxUnavailable {budget}"
         return None
@@ -861,8 +860,7 @@ class RolloutBudget(Invariant):
         if new.spec.node_name not in nodes or not node_left:
             total += 1
         ru = ds.spec.strategy.rolling_update
-        scaled = scaled_value_from_int_or_percent(ru.max_unavailable if ru is not None else None, total, True)
-        budget = 1 if scaled <= 0 else min(scaled, total)
+        budget = max_unavailable(ru.max_unavailable if ru is not None else None, total)
         if unavailable >= budget:
             self.violate(f"DPUSet {ds.namespace}/{ds.name} deleted Ready DPU {new.name} for an update with "
                          f"{unavailable} of {total} already unavailable (maxUnavailable allows {budget})")
