@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -58,6 +60,7 @@ from .ovs import (
     send,
     trace,
 )
+from .ovs.flows import Learn
 
 if TYPE_CHECKING:
     from .twin import Twin
@@ -145,34 +148,92 @@ class _NameLookups(dict[str, int]):
         return super().__getitem__(key)
 
 
-class ParsedOnceOvs(ModelOvs):
-    """ModelOvs that parses a bundle's text once. The SFC agent re-sends the same flows on every pass; parsing
-    them is the twin's cost, not the switch's, so repeats apply the parsed flow mods (OFPFC_ADD as before). A
-    parse that resolved port names is reused only while the bridge has the same names."""
+# A chain's flows name its cookie (FNV-1a of `<ns>/<name>`, so every chain's differs) and nothing else that
+# differs between nodes of one DPU cluster (the flavor gives every node the same ofports): the text with its
+# cookie replaced by this stand-in is parsed once per shape, not once per chain.
+_COOKIE_TOKEN = re.compile(r"\bcookie=(0x[0-9a-fA-F]+|\d+)(?=[,)\s]|$)")
+_COOKIE_STAND_IN = 0x5EED5EED5EED5EED
+_U64_MAX = (1 << 64) - 1
 
-    def __init__(self, datapath: Datapath) -> None:
+
+def cookie_template(flows: Iterable[str]) -> tuple[tuple[str, ...], int] | None:
+    """`flows` with every unmasked `cookie=<n>` replaced by the stand-in, and that one cookie; None when the
+    lines name no cookie, or more than one, or one out of range (their own parse must say so)."""
+    found: set[int] = set()
+
+    def stand_in(m: re.Match[str]) -> str:
+        found.add(int(m.group(1), 0))
+        return f"cookie={_COOKIE_STAND_IN}"
+
+    template = tuple(_COOKIE_TOKEN.sub(stand_in, line) for line in flows)
+    if len(found) != 1:
+        return None
+    cookie = found.pop()
+    return (template, cookie) if cookie <= _U64_MAX else None
+
+
+def with_cookie(mods: Iterable[FlowMod], cookie: int, text: str) -> list[FlowMod]:
+    """The flow mods of a cookie template as `text` (the bundle's own lines) parses: the stand-in put back in
+    the flow's cookie and its learn actions' (the only places a `cookie=` token lands)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    out: list[FlowMod] = []
+    for fm, line in zip(mods, lines, strict=True):
+        actions = [
+            dataclasses.replace(a, cookie=cookie) if isinstance(a, Learn) and a.cookie == _COOKIE_STAND_IN else a
+            for a in fm.actions
+        ]
+        flow_cookie = cookie if fm.cookie == _COOKIE_STAND_IN else fm.cookie
+        out.append(dataclasses.replace(fm, cookie=flow_cookie, actions=actions, text=line))
+    return out
+
+
+class ParsedOnceOvs(ModelOvs):
+    """ModelOvs that parses a bundle's text once per shape. The SFC agent sends the same flows on every pass,
+    and a chain's flows differ from the same chain's on another node only in the cookie; parsing them is the
+    twin's cost, not the switch's, so a bundle whose text differs from one already parsed only in its one
+    cookie applies that parse's flow mods with its own cookie (OFPFC_ADD as before). A parse that resolved
+    port names is reused only while the bridge has the same names. `shared`: one cache for many switches
+    (a DPU cluster's nodes)."""
+
+    def __init__(self, datapath: Datapath, shared: dict[Any, Any] | None = None) -> None:
         super().__init__(datapath)
-        self._parsed: dict[tuple[str, tuple[str, ...]], tuple[list[FlowMod], dict[str, int] | None]] = {}
+        self._parsed: dict[Any, tuple[list[FlowMod], dict[str, int] | None]] = {} if shared is None else shared
 
     def add_flows_bundle(self, bridge: str, flows: list[str]) -> None:
         br = self.datapath.bridge(bridge)
-        key = (bridge, tuple(flows))
-        cached = self._parsed.get(key)
-        if cached is not None and (cached[1] is None or cached[1] == br.port_names()):
-            mods = cached[0]
+        text = "\n".join(flows)
+        templated = cookie_template(flows)
+        mods = self._parse(br, bridge, templated[0]) if templated is not None else None
+        if mods is not None and templated is not None:
+            mods = with_cookie(mods, templated[1], text)
         else:
-            # Datapath.add_flows' bundle: every line parsed first, one bad line and nothing changes.
-            names = _NameLookups(br.port_names())
-            try:
-                mods = parse_flows_file("\n".join(flows), port_names=names)
-            except FlowParseError as e:
-                raise OvsError(f"{bridge}: {e}") from e
-            if len(self._parsed) > 256:
-                self._parsed.clear()
-            self._parsed[key] = (mods, dict(names) if names.asked else None)
+            # Also where the template did not parse: the error then names the line as the agent wrote it.
+            mods = self._parse(br, bridge, tuple(flows))
+            if mods is None:
+                try:
+                    parse_flows_file(text, port_names=br.port_names())
+                except FlowParseError as e:
+                    raise OvsError(f"{bridge}: {e}") from e
+                raise OvsError(f"{bridge}: flows did not parse")  # unreachable: the same text failed above
         with self.datapath.mute():  # as ModelOvs: the agent restoring its own flows is no change to wake it on
             for fm in mods:
                 br.add(fm)
+
+    def _parse(self, br: Any, bridge: str, lines: tuple[str, ...]) -> list[FlowMod] | None:
+        """Datapath.add_flows' bundle: every line parsed first; one bad line and nothing changes (None)."""
+        key = (bridge, lines)
+        cached = self._parsed.get(key)
+        if cached is not None and (cached[1] is None or cached[1] == br.port_names()):
+            return cached[0]
+        names = _NameLookups(br.port_names())
+        try:
+            mods = parse_flows_file("\n".join(lines), port_names=names)
+        except FlowParseError:
+            return None
+        if len(self._parsed) > 256:
+            self._parsed.clear()
+        self._parsed[key] = (mods, dict(names) if names.asked else None)
+        return mods
 
 
 # The kinds a node agent takes only for its own node (`spec.node`; a Pod's `spec.nodeName`): its controllers'
@@ -291,6 +352,7 @@ class ClusterNet:
     manager: Manager
     cni: CniWorld
     router: NodeEventRouter | None = None  # made when the first node joins, where its agent would subscribe
+    flow_parses: dict[Any, Any] = field(default_factory=dict)  # ParsedOnceOvs' cache, shared by the nodes
 
 
 @dataclass
@@ -351,7 +413,7 @@ class ServiceChainWorld:
         if net is None or (cluster, node) in self.nodes:
             return
         dp = dpu_datapath(lambda: float(self.twin.env.now), node, self.params)
-        ovs = ParsedOnceOvs(dp)
+        ovs = ParsedOnceOvs(dp, net.flow_parses)
         if net.router is None:
             net.router = NodeEventRouter(net.store)
         manager = Manager(net.router.client_for(node), self.twin.clock, self._recorder(net.store), Ports(ovs=ovs),

@@ -97,21 +97,40 @@ def apply(client: Client, desired: T) -> T:
     return client.update(updated)
 
 
-def same_applied_fields(current: KubeObject, verified: KubeObject) -> bool:
-    """Whether `current` still has everything `apply` compares as `verified` had it: the same object
-    (uid), spec (a spec change bumps the generation), labels, annotations and ownerReferences."""
+def same_applied_fields(
+    current: KubeObject,
+    verified: KubeObject,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> bool:
+    """Whether `apply` of the desired object that `verified` was found equal to would leave `current` as it
+    is: the same object (uid), spec (a spec change bumps the generation) and ownerReferences as `verified`,
+    and the desired `labels`/`annotations` still among its own (apply merges them over the existing ones, so
+    keys other writers added since, such as the SFC agent's chain label, change nothing). Without `labels`/
+    `annotations`: `verified`'s own, compared whole."""
     if current is verified:
         return True
     a, b = current.metadata, verified.metadata
-    return (
+    if not (
         bool(a.uid)
         and a.generation is not None
         and a.uid == b.uid
         and a.generation == b.generation
-        and a.labels == b.labels
-        and a.annotations == b.annotations
         and a.owner_references == b.owner_references
-    )
+    ):
+        return False
+    if labels is None:
+        if a.labels != b.labels:
+            return False
+    elif not _contains(a.labels, labels):
+        return False
+    if annotations is None:
+        return a.annotations == b.annotations
+    return _contains(a.annotations, annotations)
+
+
+def _contains(have: dict[str, str], want: dict[str, str]) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
 
 
 def ensure_namespace(client: Client, namespace: str) -> None:
@@ -135,21 +154,40 @@ def remove_finalizer(ctx: Context, obj: T, finalizer: str) -> None:
     ctx.client.update(released)
 
 
+def with_metadata(obj: T, **changes: Any) -> T:
+    """`obj` (a store snapshot) with `changes` to its metadata, for `client.update` only: everything else
+    stays shared with the read-only snapshot, since a store copies what it admits (MemoryStore's admission,
+    a real API server's JSON) and never edits its argument. `changes` must be the caller's own values."""
+    return obj.model_copy(update={"metadata": obj.metadata.model_copy(update=changes)})
+
+
+def editable(obj: T) -> T:
+    """A copy of `obj` (a store snapshot) for a pass that edits only its finalizers, labels and status and
+    persists them with `write`: those are its own, the rest (spec) stays shared with the read-only snapshot.
+    A whole deep copy per pass costs more than the pass's writes."""
+    meta = obj.metadata
+    update: dict[str, Any] = {
+        "metadata": meta.model_copy(update={"finalizers": list(meta.finalizers), "labels": dict(meta.labels)})
+    }
+    status = getattr(obj, "status", None)
+    if status is not None:
+        update["status"] = status.clone()
+    return obj.model_copy(update=update)
+
+
 def write(ctx: Context, original: T, new: T) -> T:
     """Persist `new` against `original` as DPF's patch helper does: metadata (finalizers, labels) first, then the
-    status subresource, each only when it changed."""
+    status subresource, each only when it changed. Only those parts of `new` are read; the store copies them,
+    so `new` needs no copying (status writes share the rest with the snapshot, `KubeObject.with_status`)."""
     current = original
     if new.metadata.finalizers != original.metadata.finalizers or new.metadata.labels != original.metadata.labels:
-        meta_only = original.deepcopy()
-        meta_only.metadata.finalizers = list(new.metadata.finalizers)
-        meta_only.metadata.labels = dict(new.metadata.labels)
+        meta_only = with_metadata(original, finalizers=list(new.metadata.finalizers), labels=dict(new.metadata.labels))
         current = ctx.client.update(meta_only)
         if current.metadata.deletion_timestamp is not None and not current.metadata.finalizers:
             return current  # gone: no status to write
-    if status_of(new) != status_of(current):
-        with_status = current.deepcopy()
-        with_status.status = status_of(new).model_copy(deep=True)  # type: ignore[attr-defined]
-        current = ctx.client.update_status(with_status)
+    status = status_of(new)
+    if status != status_of(current):
+        current = ctx.client.update_status(current.with_status(status))
     return current
 
 
@@ -378,6 +416,10 @@ def mirror_controller(name: str, reconciler: MirrorReconciler[Any], *, watch_clu
 # --- DPU-cluster sets -------------------------------------------------------------------------------------
 
 
+# (the set's inputs, the child as last found equal to the desired one, the desired labels, annotations)
+_Applied = tuple[tuple[Any, ...], KubeObject, dict[str, str], dict[str, str]]
+
+
 class SetReconciler(ABC, Generic[P]):
     """DPF's serviceSetReconciler flow: a child `<set>-<node>` per selected Node of the DPU cluster."""
 
@@ -422,12 +464,14 @@ class SetReconciler(ABC, Generic[P]):
         )
 
     def __init__(self) -> None:
-        # Per set: node -> (the set's inputs, the child as a pass last found it equal to what the set wants).
-        # While neither the set's inputs nor what `apply` compares of the child (its spec, seen through its
-        # generation, labels, annotations, ownerReferences) changed since, an apply would write nothing, so a
-        # pass builds and applies only the children whose input changed instead of every child on every child
-        # event (O(nodes^2) per cluster while a set converges). The held child is the store's current snapshot.
-        self._applied: dict[tuple[str, str], dict[str, tuple[tuple[Any, ...], KubeObject]]] = {}
+        # Per set: node -> the set's inputs, the child as a pass last found it equal to what the set wants, and
+        # the labels/annotations the set wanted on it. While neither the set's inputs nor what `apply` compares
+        # of the child (its spec, seen through its generation, ownerReferences, and the wanted labels and
+        # annotations still on it) changed since, an apply would write nothing, so a pass builds and applies
+        # only the children whose input changed instead of every child on every child event (O(nodes^2) per
+        # cluster while a set converges). Labels other writers add (the SFC agent's chain label on every
+        # ServiceInterface) are no such change. The held child is the store's current snapshot.
+        self._applied: dict[tuple[str, str], dict[str, _Applied]] = {}
 
     @staticmethod
     def inputs(parent: KubeObject) -> tuple[Any, ...]:
@@ -489,16 +533,18 @@ class SetReconciler(ABC, Generic[P]):
         key = (parent.namespace or "", parent.name)
         inputs = self.inputs(parent)
         before = self._applied.get(key, {})
-        applied: dict[str, tuple[tuple[Any, ...], KubeObject]] = {}
+        applied: dict[str, _Applied] = {}
         self._applied[key] = applied
         for node_name in sorted(selected):
             seen = before.get(node_name)
             if seen is not None and seen[0] == inputs:
                 current = ctx.client.try_get(self.CHILD_KIND, self.child_name(parent, node_name), parent.namespace)
-                if current is not None and same_applied_fields(current, seen[1]):
-                    applied[node_name] = (inputs, current)
+                if current is not None and same_applied_fields(current, seen[1], seen[2], seen[3]):
+                    applied[node_name] = (inputs, current, seen[2], seen[3])
                     continue
-            applied[node_name] = (inputs, apply(ctx.client, self.desired_child(parent, node_name)))
+            desired = self.desired_child(parent, node_name)
+            meta = desired.metadata
+            applied[node_name] = (inputs, apply(ctx.client, desired), dict(meta.labels), dict(meta.annotations))
         for child in self.children(ctx.client, parent):
             node = getattr(child.spec, "node", None)  # type: ignore[attr-defined]
             if node in selected or child.metadata.deletion_timestamp is not None:

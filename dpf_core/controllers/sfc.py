@@ -70,7 +70,7 @@ from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result,
 from dpf_core.store.protocol import WatchEvent
 from dpf_core.store.selectors import compile_label_selector
 
-from .mirror import write
+from .mirror import editable, with_metadata, write
 from .options import SfcOptions
 
 NAME = "sfc"
@@ -168,17 +168,19 @@ class PortRow:
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> PortRow:
+        # Every chain pass reads every row of the bridges it looks up: no generator, no str() of an int ofport.
         merged = row.get("external_ids") or {}
-        iface = next((row[k] for k in ("iface_external_ids", "interface_external_ids") if k in row), merged) or {}
+        if "iface_external_ids" in row:
+            iface = row["iface_external_ids"] or {}
+        elif "interface_external_ids" in row:
+            iface = row["interface_external_ids"] or {}
+        else:
+            iface = merged
         port = row.get("port_external_ids", merged) or {}
         ofport = row.get("ofport")
-        return cls(
-            name=str(row.get("name", "")),
-            ofport=int(ofport) if isinstance(ofport, int | str) and str(ofport).lstrip("-").isdigit() else None,
-            type=str(row.get("type") or ""),
-            iface_external_ids=dict(iface),
-            port_external_ids=dict(port),
-        )
+        if type(ofport) is not int:
+            ofport = int(ofport) if isinstance(ofport, int | str) and str(ofport).lstrip("-").isdigit() else None
+        return cls(str(row.get("name", "")), ofport, str(row.get("type") or ""), dict(iface), dict(port))
 
 
 def _ovs(ctx: Context) -> Ovs:
@@ -412,7 +414,7 @@ class NodeObjects:
     ) -> list[ServiceInterface] | None:
         """This node's ServiceInterfaces (in `namespace`, matching `labels`) by name, as the store holds them
         now; None while the table is not live."""
-        matcher = compile_label_selector(dict(labels)) if labels is not None else None
+        matcher = _port_selector(tuple(sorted(labels.items()))) if labels is not None else None
         with self.lock:
             if not self.interfaces_live:
                 return None
@@ -583,11 +585,8 @@ class ServiceInterfaceReconciler:
             try:
                 delete_interfaces(ovs, si)
                 if FINALIZER_SERVICE_INTERFACE in si.metadata.finalizers:
-                    released = si.deepcopy()
-                    released.metadata.finalizers = [
-                        f for f in released.metadata.finalizers if f != FINALIZER_SERVICE_INTERFACE
-                    ]
-                    ctx.client.update(released)
+                    kept = [f for f in si.metadata.finalizers if f != FINALIZER_SERVICE_INTERFACE]
+                    ctx.client.update(with_metadata(si, finalizers=kept))
             except Exception as e:
                 ctx.log.error("ServiceInterface %s: failed to delete interfaces from OVS: %s", req, e)
                 return Result(requeue_after=REQUEUE_ERROR)
@@ -607,7 +606,7 @@ class ServiceInterfaceReconciler:
             outcome = self._readiness(ctx, ovs, si)
         if not finalize and _ready_as(si, *outcome):
             return Result(requeue_after=requeue)  # nothing to write: no copy either
-        new = si.deepcopy()
+        new = editable(si)
         if finalize:
             new.metadata.finalizers.append(FINALIZER_SERVICE_INTERFACE)
         status, reason, message = outcome
@@ -720,7 +719,7 @@ class ServiceChainReconciler:
         requeue = self.options.chain_requeue if outcome[0] == "True" else self.options.chain_retry
         if _ready_as(sc, *outcome):
             return Result(requeue_after=requeue)  # the re-apply of a programmed chain writes nothing
-        new = sc.deepcopy()
+        new = editable(sc)
         status, reason, message = outcome
         _set_ready(new, status, reason, message, now)
         try:
@@ -764,9 +763,7 @@ class ServiceChainReconciler:
                 si = self.service_interface(ctx, sc.namespace, port.service_interface)
                 ports.append(view.ofport_of(interface_key(ctx, si, sc.namespace, self.node_name)))
                 if si.metadata.labels.get(LABEL_SERVICE_CHAIN) != sc.name:
-                    labelled = si.deepcopy()
-                    labelled.metadata.labels[LABEL_SERVICE_CHAIN] = sc.name
-                    ctx.client.update(labelled)
+                    ctx.client.update(with_metadata(si, labels={**si.metadata.labels, LABEL_SERVICE_CHAIN: sc.name}))
             switches.append(ports)
         return switches
 
@@ -777,9 +774,8 @@ class ServiceChainReconciler:
         for si in found:
             if si.spec.node != self.node_name:
                 continue
-            unlabelled = si.deepcopy()
-            unlabelled.metadata.labels.pop(LABEL_SERVICE_CHAIN, None)
-            ctx.client.update(unlabelled)
+            labels = {k: v for k, v in si.metadata.labels.items() if k != LABEL_SERVICE_CHAIN}
+            ctx.client.update(with_metadata(si, labels=labels))
 
 
 # --- stale object remover -----------------------------------------------------------------------------------
