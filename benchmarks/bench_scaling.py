@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import math
 import resource
 import subprocess
@@ -74,8 +75,16 @@ def scaled_scenario(hosts: int) -> dict[str, Any]:
     return doc
 
 
+def cli_logging() -> None:
+    """Log as `dpf run` does without -v: reconcile errors are retried and counted in the report, not printed
+    (formatting thousands of them to stderr was a visible share of a large run's CPU)."""
+    logging.getLogger("dpf").setLevel(logging.ERROR)
+
+
 def run_one(hosts: int) -> dict[str, Any]:
     from dpf_sim.runner import run_scenario
+
+    cli_logging()
     from dpf_sim.scenario import load_scenario_text
 
     loaded = load_scenario_text(yaml.safe_dump(scaled_scenario(hosts), sort_keys=False))

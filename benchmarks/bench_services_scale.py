@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scaling import scaled_scenario
+from bench_scaling import cli_logging, scaled_scenario
 
 NAMESPACE = "dpf-operator-system"
 CLUSTER_SIZE = 1000  # maxNodes' maximum; bench_scaling makes one DPUCluster per 1,000 DPUs
@@ -204,6 +204,7 @@ def run_one(hosts: int, profile: str | None = None, *, profile_services: bool = 
     from dpf_sim.runner import Runner
     from dpf_sim.scenario import load_scenario_text
 
+    cli_logging()
     loaded = load_scenario_text(yaml.safe_dump(services_scenario(hosts), sort_keys=False))
     profiler: Any = None
     if profile is not None:
