@@ -48,6 +48,7 @@ from dpf_core.errors import (
     NotFound,
 )
 
+from .compact import compact
 from .patch import PatchError, json_patch, load_patch, merge_patch
 from .protocol import EventType, Listener, PatchType, Propagation, Selector, WatchEvent
 from .selectors import (
@@ -772,6 +773,7 @@ class MemoryStore:
             raise AlreadyExists(f'{t.resource} "{name}" already exists', kind=info.kind, name=name, group=info.group)
         rv = self._next_rv()
         m.resource_version = str(rv)
+        compact(admitted)
         self._index_add(t, key, admitted)
         self._freeze(t, key, admitted)
         self._emit(rv, t, key[0], "ADDED", admitted, None)
@@ -881,6 +883,7 @@ class MemoryStore:
         if m.deletion_timestamp is not None and not m.finalizers:
             self._remove(t, key, old, new, rv)
             return new
+        compact(new)
         self._index_replace(t, key, old, new)
         self._freeze(t, key, new)
         self._emit(rv, t, key[0], "MODIFIED", new, old)
@@ -1055,6 +1058,7 @@ class MemoryStore:
         new = old.model_copy(update={"metadata": meta})
         rv = self._next_rv()
         meta.resource_version = str(rv)
+        compact(new)
         self._set_obj(t, key, new)
         self._freeze(t, key, new)
         self._emit(rv, t, key[0], "MODIFIED", new, old)
