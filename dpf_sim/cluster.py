@@ -232,7 +232,13 @@ class ClusterWorld:
         pod = self.host.try_get(Pod, name, ns)
         if pod is None:
             return
-        merged = merge_patch(pod.status.model_dump(by_alias=True, exclude_none=True), status)
+        current = pod.status.model_dump(by_alias=True, exclude_none=True)
+        if any(v is None or isinstance(v, dict) for v in status.values()):
+            merged = merge_patch(current, status)
+        else:
+            # Only whole values replaced (what the kubelet sends): the merge is a key update; the fresh lists
+            # need no copy, validation builds the status from them.
+            merged = {**current, **status}
         with contextlib.suppress(ApiError):
             self.host.update_status(pod.with_status(PodStatus.model_validate(merged)))
 

@@ -9,11 +9,12 @@ seconds; sizes are int bytes; rates are float bytes per second.
 from __future__ import annotations
 
 import math
-import random
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
+
+from .rng import RandomSource
 
 # Go's time.ParseDuration units (plus days, which scenarios about uptime want); "1h30m", "90s", "250ms".
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -143,7 +144,7 @@ class Duration(BaseModel):
             return (float(self.low or 0.0) + float(self.high or 0.0)) / 2
         return (float(self.low or 0.0) + float(self.high or 0.0) + float(self.mode or 0.0)) / 3
 
-    def sample(self, rng: random.Random) -> float:
+    def sample(self, rng: RandomSource) -> float:
         """One draw in seconds, never negative. A constant draws nothing from `rng`."""
         d = self.dist
         if d == "constant":

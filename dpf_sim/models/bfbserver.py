@@ -22,18 +22,46 @@ from dpf_core.ports.ops import DownloadBfb, OpError
 from ..durations import Duration, Rate, Size, parse_size
 from ..net import Network
 from ..rng import Streams
+from .packing import Content, Packer, unpack
 
 DEFAULT_BFB_SIZE = parse_size("1.5GiB")
 
 
-@dataclass
 class BfbFile:
-    name: str
-    size: int  # bytes written so far; the full size once complete
-    sha256: str | None = None
-    content: bytes | None = None  # only for small files written by the controllers (bf.cfg)
-    complete: bool = True
-    created_at: float = 0.0
+    """A file under `/bfb`; `content` only for small files written by the controllers (bf.cfg), kept packed."""
+
+    __slots__ = ("_content", "complete", "created_at", "name", "sha256", "size")
+
+    def __init__(self, name: str, size: int, sha256: str | None = None, content: bytes | None = None,
+                 complete: bool = True, created_at: float = 0.0, *, packer: Packer | None = None) -> None:
+        self.name = name
+        self.size = size  # bytes written so far; the full size once complete
+        self.sha256 = sha256
+        self._content: Content = packer.pack(content) if packer is not None else content
+        self.complete = complete
+        self.created_at = created_at
+
+    @property
+    def content(self) -> bytes | None:
+        return unpack(self._content)
+
+    @property
+    def packed_content(self) -> Content:
+        return self._content
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BfbFile):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaced
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.name, self.size, self.sha256, self.content, self.complete, self.created_at)
+
+    def __repr__(self) -> str:
+        return (f"BfbFile(name={self.name!r}, size={self.size!r}, sha256={self.sha256!r}, content={self.content!r}, "
+                f"complete={self.complete!r}, created_at={self.created_at!r})")
 
 
 class BfbDirectory:
@@ -42,6 +70,7 @@ class BfbDirectory:
     def __init__(self) -> None:
         self.files: dict[str, BfbFile] = {}
         self.renames = 0
+        self.packer = Packer()
 
     def get(self, name: str) -> BfbFile | None:
         return self.files.get(name)
@@ -57,7 +86,8 @@ class BfbDirectory:
         self.files.pop(name, None)
 
     def write(self, name: str, content: bytes, now: float = 0.0) -> None:
-        self.files[name] = BfbFile(name, len(content), hashlib.sha256(content).hexdigest(), content, True, now)
+        self.files[name] = BfbFile(name, len(content), hashlib.sha256(content).hexdigest(), content, True, now,
+                                   packer=self.packer)
 
     def begin(self, name: str, now: float = 0.0) -> BfbFile:
         f = BfbFile(name, 0, complete=False, created_at=now)

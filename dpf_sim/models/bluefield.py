@@ -28,6 +28,7 @@ composition's hook (it creates the DPU's Node); returning False means "not yet" 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -52,9 +53,10 @@ from dpf_core.ports.ops import (
 from ..durations import Duration, Rate, Seconds, parse_rate
 from ..fleet import DpuRecord
 from ..net import Network
-from ..rng import Streams
+from ..rng import RandomSource, Streams
 from ..tasks import original_error
 from .bfbserver import BfbDirectory
+from .packing import Content, Packer, unpack
 
 if TYPE_CHECKING:
     from .host import Hosts
@@ -97,16 +99,42 @@ class BlueFieldParams(BaseModel):
     initial_version: str | None = None  # what the DPU runs before DPF installs anything (unknown by default)
 
 
-@dataclass
 class StagedImage:
-    version: str
-    kind: str  # "bfb" | "cfg"
-    size: int
-    sha256: str | None = None
-    content: bytes | None = None
+    """An image OS.Install staged on the DPU (`content`: the bytes when the twin knows them, e.g. a bf.cfg)."""
+
+    __slots__ = ("_content", "kind", "sha256", "size", "version")
+
+    def __init__(self, version: str, kind: str, size: int, sha256: str | None = None,
+                 content: bytes | None = None, *, packer: Packer | None = None, packed: Content = None) -> None:
+        self.version = version
+        self.kind = kind  # "bfb" | "cfg"
+        self.size = size
+        self.sha256 = sha256
+        # `packed`: a file's content as the share keeps it (no inflate-deflate round trip).
+        self._content: Content = packed if packed is not None else packer.pack(content) if packer is not None else content
+
+    @property
+    def packed_content(self) -> Content:
+        return self._content
+
+    @property
+    def content(self) -> bytes | None:
+        return unpack(self._content)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StagedImage):
+            return NotImplemented
+        return ((self.version, self.kind, self.size, self.sha256, self.content)
+                == (other.version, other.kind, other.size, other.sha256, other.content))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (f"StagedImage(version={self.version!r}, kind={self.kind!r}, size={self.size!r}, "
+                f"sha256={self.sha256!r}, content={self.content!r})")
 
 
-@dataclass
+@dataclass(slots=True)
 class BlueField:
     name: str
     record: DpuRecord
@@ -117,7 +145,8 @@ class BlueField:
     reboot_status: str = STATUS_SUCCESS
     staged: dict[str, StagedImage] = field(default_factory=dict)
     pending_activation: tuple[str, str | None] | None = None  # (bfb version, cfg version) when no_reboot
-    bfcfg: bytes | None = None  # bf.cfg of the running install
+    # bf.cfg of the running install (read `bfcfg`; kept packed as its staged image is).
+    bfcfg_packed: Content = None
     dms_address: str | None = None
     dms_running: bool = False
     exec_timeout: float = DEFAULT_EXEC_TIMEOUT  # the `-exec_timeout` its DMS runs with
@@ -147,6 +176,14 @@ class BlueField:
     @property
     def host(self) -> str:
         return self.record.host
+
+    @property
+    def bfcfg(self) -> bytes | None:
+        return unpack(self.bfcfg_packed)
+
+    @bfcfg.setter
+    def bfcfg(self, value: bytes | None) -> None:
+        self.bfcfg_packed = value
 
     @property
     def rebooting(self) -> bool:
@@ -205,12 +242,14 @@ class BlueFields:
         self.polls_skipped = 0
         self.windows_disturbed = 0
         self._windows: dict[str, _Window] = {}
+        self.packer: Packer = directory.packer
 
     def get(self, name: str) -> BlueField:
         return self.dpus[name]
 
-    def rng(self, dpu: str) -> Any:
-        return self.streams.get(dpu)
+    def rng(self, dpu: str) -> RandomSource:
+        # Lazy: a DPU draws a few numbers per boot, not worth a live 2.5 KB generator each between draws.
+        return self.streams.lazy(dpu)
 
     # --- what the composition tells the model ------------------------------------------------------------
     def mark_dms_running(self, dpu: str, address: str | None, running: bool = True,
@@ -312,7 +351,8 @@ class BlueFields:
                 if len(op.content) > BFCFG_MAX_SIZE:
                     raise OpError(f"{op.version}: {len(op.content)} bytes exceeds {BFCFG_MAX_SIZE}", "InvalidArgument")
                 yield self._latency(bf)
-                bf.staged[op.version] = StagedImage(op.version, "cfg", len(op.content), content=op.content)
+                bf.staged[op.version] = StagedImage(op.version, "cfg", len(op.content), content=op.content,
+                                                    packer=self.packer)
             elif op.file_name is not None:
                 f = self.directory.get(op.file_name)
                 if f is None or not f.complete:
@@ -325,7 +365,7 @@ class BlueFields:
                     if not flow.triggered:
                         self.net.cancel(flow)
                 kind = "cfg" if op.version.endswith(".cfg") else "bfb"
-                bf.staged[op.version] = StagedImage(op.version, kind, f.size, f.sha256, f.content)
+                bf.staged[op.version] = StagedImage(op.version, kind, f.size, f.sha256, packed=f.packed_content)
             else:
                 raise OpError("OS.Install without content", "InvalidArgument")
             yield self._latency(bf)  # TransferEnd -> Validated
@@ -417,21 +457,27 @@ class BlueFields:
         horizon = bf.phase_until
         t = self.env.now
         polls: list[tuple[float, float]] = []
+        # A constant latency is the same number every poll (nothing drawn): hoisted, the loop is plain float
+        # arithmetic, the same additions in the same order as drawing it poll by poll.
+        d = self.params.dms_latency
+        constant = float(d.sample(None)) if d.is_constant else None  # type: ignore[arg-type]  # draws nothing
+        interval, exec_timeout, budget = op.interval, bf.exec_timeout, op.budget
         while True:
-            begin = t + op.interval
+            begin = t + interval
             if begin >= horizon:
                 end, kind = begin, "poll"  # the next poll starts when the answer may differ: a real one
                 break
-            latency = self._latency_ahead(bf, len(polls))
-            if latency >= bf.exec_timeout:
+            latency = constant if constant is not None else self._latency_ahead(bf, len(polls))
+            if latency >= exec_timeout:
                 end, kind = begin, "poll"
                 break
-            polls.append((begin, begin + latency))
-            if begin + latency >= horizon:
-                end, kind = begin + latency, "read"  # this one reads after the step ends: read it then
+            read = begin + latency
+            polls.append((begin, read))
+            if read >= horizon:
+                end, kind = read, "read"  # this one reads after the step ends: read it then
                 break
-            t = begin + latency
-            if t - start > op.budget:
+            t = read
+            if t - start > budget:
                 end, kind = t, "expire"
                 break
         if not polls:
@@ -548,7 +594,7 @@ class BlueFields:
                 return  # reset mid-flash: the install is lost (the DPU boots what a later reset says)
             bf.installed_version = flash[0]
             bf.flashed_version = flash[0] if flash[1] is None else f"{flash[0]};{flash[1]}"
-            bf.bfcfg = bf.staged[flash[1]].content if flash[1] is not None else None
+            bf.bfcfg_packed = bf.staged[flash[1]].packed_content if flash[1] is not None else None
             bf.installs += 1
             fresh = True
         bf.state = DpuState.BOOTING
@@ -594,7 +640,8 @@ class BlueFields:
             yield self.env.timeout(JOIN_RETRY)
 
     def _log(self, bf: BlueField, what: str) -> None:
-        bf.history.append((self.env.now, what))
+        # Interned: most entries ("booting", "flashing <bfb>", "mode=DPU") read the same on every DPU.
+        bf.history.append((self.env.now, sys.intern(what)))
 
     def install_counts(self) -> dict[str, int]:
         return {name: bf.installs for name, bf in self.dpus.items()}

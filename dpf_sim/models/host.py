@@ -51,7 +51,7 @@ class HostParams(BaseModel):
     bridges: list[str] = Field(default_factory=lambda: [BR_DPU])
 
 
-@dataclass
+@dataclass(slots=True)
 class PfState:
     pci_address: str  # "0000:04:00.0"
     total_vfs: int
@@ -61,13 +61,13 @@ class PfState:
     vf0_up: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Bridge:
     name: str
     ipv4: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Host:
     name: str
     record: HostRecord
@@ -100,12 +100,13 @@ class Hosts:
         self.bluefields = bluefields
         self.fleet = bluefields.fleet
         self.params = params or HostParams()
+        # Per-host streams are lazy (rng.py): a host draws a few numbers per reboot.
         self.streams = (streams or Streams(0)).child("host")
         self.on_down = on_down
         self.on_up = on_up
         self.hosts: dict[str, Host] = {}
         for name, rec in self.fleet.hosts.items():
-            h = Host(name, rec, last_boot=env.now - self.params.initial_uptime.sample(self.streams.get(name)))
+            h = Host(name, rec, last_boot=env.now - self.params.initial_uptime.sample(self.streams.lazy(name)))
             for d in rec.dpus:
                 # BlueField-2 and -3 expose two PFs; the hostnetwork pod configures PF1 too on these device ids.
                 for pf in (0, 1):
@@ -181,7 +182,7 @@ class Hosts:
 
     def warm_reboot(self, op: WarmReboot) -> Generator[Any, Any, None]:
         h = self._exec_host(op.node)
-        rng = self.streams.get(op.node)
+        rng = self.streams.lazy(op.node)
         dpu = self.fleet.dpu_at(op.node, op.pci_address)
         if dpu is None:
             raise OpError(f"bf-slr: no BlueField at {op.pci_address} on {op.node}", "NotFound")
@@ -204,7 +205,7 @@ class Hosts:
 
     def power_cycle(self, op: PowerCycle) -> Generator[Any, Any, None]:
         self._exec_host(op.node)
-        rng = self.streams.get(op.node)
+        rng = self.streams.lazy(op.node)
         yield self.env.timeout(self.params.exec_latency.sample(rng))
         if op.command == SKIP:
             return
@@ -273,7 +274,7 @@ class Hosts:
 
     def set_num_vfs_op(self, op: SetNumVfs) -> Generator[Any, Any, None]:
         node = self._op_node(op)
-        yield self.env.timeout(self.params.sriov_time.sample(self.streams.get(node)))
+        yield self.env.timeout(self.params.sriov_time.sample(self.streams.lazy(node)))
         try:
             self.set_num_vfs(node, op.pci_address, op.num_vfs)
         except OSError as e:
