@@ -175,6 +175,9 @@ def install_procedure(
             bfb_store.remove(cfg)
         bfb_store.write(cfg, data)
         yield OsInstall(target, version=cfg, content=data)
+        # The rendered bf.cfg (~8 KiB) is on the share and the DPU now; this task lives on for the activation
+        # and the reboot (minutes), so it must not keep its own copy: at fleet scale that is thousands in flight.
+        del data
 
         started = now() if now is not None else 0.0
         slept = 0.0

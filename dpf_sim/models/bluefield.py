@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import re
 import sys
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -198,13 +200,16 @@ _GO_ON: Any = object()
 
 @dataclass
 class _Window:
-    """Polls of one AwaitReboot waited out as one event: (begin, read) of each, what comes after them
-    ("poll": a real poll at `end`; "read": the last poll reads at `end`; "expire": the budget is over at
-    `end`), and the event a disturbance fires."""
+    """Polls of one AwaitReboot waited out as one event: when each begins and reads (both ascending; a poll
+    reads before the next begins), what comes after them ("poll": a real poll at `end`; "read": the last poll
+    reads at `end`; "expire": the budget is over at `end`), and the event a disturbance fires. The times are
+    kept as arrays of doubles (16 bytes a poll, not a 112-byte tuple): a window holds ~170 polls per DPU for
+    the whole flash, which was ~19 KB per DPU in flight at fleet scale."""
 
     bf: BlueField
     began: float
-    polls: list[tuple[float, float]]
+    begins: array[float]
+    reads: array[float]
     kind: str
     end: float
     disturbed: simpy.Event
@@ -456,7 +461,8 @@ class BlueFields:
             return None
         horizon = bf.phase_until
         t = self.env.now
-        polls: list[tuple[float, float]] = []
+        begins: array[float] = array("d")
+        reads: array[float] = array("d")
         # A constant latency is the same number every poll (nothing drawn): hoisted, the loop is plain float
         # arithmetic, the same additions in the same order as drawing it poll by poll.
         d = self.params.dms_latency
@@ -467,12 +473,13 @@ class BlueFields:
             if begin >= horizon:
                 end, kind = begin, "poll"  # the next poll starts when the answer may differ: a real one
                 break
-            latency = constant if constant is not None else self._latency_ahead(bf, len(polls))
+            latency = constant if constant is not None else self._latency_ahead(bf, len(reads))
             if latency >= exec_timeout:
                 end, kind = begin, "poll"
                 break
             read = begin + latency
-            polls.append((begin, read))
+            begins.append(begin)
+            reads.append(read)
             if read >= horizon:
                 end, kind = read, "read"  # this one reads after the step ends: read it then
                 break
@@ -480,9 +487,9 @@ class BlueFields:
             if t - start > budget:
                 end, kind = t, "expire"
                 break
-        if not polls:
+        if not reads:
             return None
-        return _Window(bf, self.env.now, polls, kind, end, self.env.event())
+        return _Window(bf, self.env.now, begins, reads, kind, end, self.env.event())
 
     def _wait_window(self, op: AwaitReboot, w: _Window) -> Generator[Any, Any, Any]:
         bf = w.bf
@@ -493,7 +500,7 @@ class BlueFields:
             self._windows.pop(bf.name, None)
         now = self.env.now
         if not w.disturbed.triggered:
-            done = len(w.polls) if w.kind != "read" else len(w.polls) - 1
+            done = len(w.reads) if w.kind != "read" else len(w.reads) - 1
             self._skipped(bf, done)
             if w.kind == "expire":
                 return None
@@ -505,15 +512,15 @@ class BlueFields:
             return result if not isinstance(result, RebootStatusResult) or not result.active else _GO_ON
         # Disturbed at `now`: polls that read before now answered "active"; one in flight reads at its end;
         # otherwise the next poll starts after the sleep that is under way.
-        finished = [p for p in w.polls if p[1] < now]
-        self._skipped(bf, len(finished))
-        in_flight = next((p for p in w.polls if p[0] <= now < p[1]), None)
-        if in_flight is not None:
+        finished = bisect_left(w.reads, now)  # the polls that read before now
+        self._skipped(bf, finished)
+        i = bisect_right(w.begins, now) - 1  # the last poll begun by now: in flight unless it has read
+        if i >= 0 and now < w.reads[i]:
             self._skipped(bf, 0, used=1)
-            yield self.env.timeout(in_flight[1] - now)
+            yield self.env.timeout(w.reads[i] - now)
             result = self._status_of(bf)
             return result if not result.active else _GO_ON
-        last_read = finished[-1][1] if finished else w.began
+        last_read = w.reads[finished - 1] if finished else w.began
         yield self.env.timeout(max(0.0, last_read + op.interval - now))
         result = yield from self.poll(RebootStatusOp(op.target))
         return result if not isinstance(result, RebootStatusResult) or not result.active else _GO_ON
