@@ -185,14 +185,30 @@ def _get_path(d: Mapping[str, Any], dotted: str) -> Any:
 _MISSING: Any = object()
 
 
-def _typed_get(obj: Any, dotted: str) -> Any:
+def _field_name(cls: type[BaseModel], part: str) -> str | None:
+    """The attribute a wire path step names on `cls`: a field name first, then an alias (as the API's
+    paths spell them). Cached per class: every update of every kind asks it for each immutable path."""
+    key = (cls, part)
+    try:
+        return _FIELD_NAMES[key]
+    except KeyError:
+        pass
+    fields = cls.model_fields
+    name = part if part in fields else next((n for n, f in fields.items() if f.alias == part), None)
+    _FIELD_NAMES[key] = name
+    return name
+
+
+_FIELD_NAMES: dict[tuple[type[BaseModel], str], str | None] = {}
+
+
+def _typed_get(obj: Any, parts: tuple[str, ...]) -> Any:
     """The value at a wire path, read from the typed object (field aliases or names); _MISSING when the
     path does not map onto fields (extra keys, lists)."""
     node = obj
-    for part in dotted.split("."):
+    for part in parts:
         if isinstance(node, BaseModel):
-            fields = type(node).model_fields
-            name = part if part in fields else next((n for n, f in fields.items() if f.alias == part), None)
+            name = _field_name(type(node), part)
             if name is None:
                 return _MISSING
             node = getattr(node, name)
@@ -205,21 +221,80 @@ def _typed_get(obj: Any, dotted: str) -> Any:
     return node
 
 
+def _typed_pair(old: Any, new: Any, parts: tuple[str, ...]) -> tuple[Any, Any] | None:
+    """The typed values at a wire path in `old` and `new`, walked together; None as soon as both walks
+    reach the same object (a part shared with the stored snapshot): everything below it is the same, on
+    the wire too, so the path cannot have changed."""
+    a, b = old, new
+    for i, part in enumerate(parts):
+        if a is b:
+            return None
+        if isinstance(a, BaseModel) and isinstance(b, BaseModel) and type(a) is type(b):
+            name = _field_name(type(a), part)
+            if name is None:
+                return _MISSING, _MISSING
+            a, b = getattr(a, name), getattr(b, name)
+        else:
+            rest = parts[i:]
+            return _typed_get(a, rest), _typed_get(b, rest)
+    return None if a is b else (a, b)
+
+
+def _unset(value: Any) -> bool:
+    """A typed value whose wire form is absent or empty (what a `?` path counts as not yet set): None is
+    dropped from the wire (exclude_none), "" stays "", an empty dict/list is dropped or stays empty."""
+    return value is None or (type(value) in (str, dict, list) and not value)
+
+
 def _immutability(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
     if not paths:
         return []
     # Equal typed values dump equal, so only a path whose typed values differ needs the wire comparison
-    # (None against an empty default and the like): no full dump of both objects on every update.
+    # (None against an empty default and the like): no full dump of both objects on every update. A `?`
+    # path that was unset in `old` can take any value, whatever the wire says about the new one.
     changed = []
     for p in paths:
-        before, after = _typed_get(old, p.rstrip("?")), _typed_get(new, p.rstrip("?"))
+        once_set = p.endswith("?")
+        pair = _typed_pair(old, new, _split_path(p))
+        if pair is None:
+            continue
+        before, after = pair
+        if once_set and before is not _MISSING and _unset(before):
+            continue
         if before is _MISSING or after is _MISSING or before != after:
             changed.append(p)
     if not changed:
         return []
+    return _immutability_on_wire(new, old, changed)
+
+
+def _split_path(p: str) -> tuple[str, ...]:
+    parts = _PATHS.get(p)
+    if parts is None:
+        parts = _PATHS[p] = tuple(p.rstrip("?").split("."))
+    return parts
+
+
+_PATHS: dict[str, tuple[str, ...]] = {}
+
+
+def _immutability_reference(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
+    """`_immutability` without its shortcuts (typed values compared whole, then the wire where they differ):
+    the reference the shortcuts must agree with."""
+    changed = []
+    for p in paths:
+        parts = _split_path(p)
+        before, after = _typed_get(old, parts), _typed_get(new, parts)
+        if before is _MISSING or after is _MISSING or before != after:
+            changed.append(p)
+    return _immutability_on_wire(new, old, changed) if changed else []
+
+
+def _immutability_on_wire(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
+    """The API server's comparison, on the wire forms of both objects."""
     nw, ow = new.wire(), old.wire()
     causes = []
-    for p in changed:
+    for p in paths:
         once_set = p.endswith("?")
         path = p.rstrip("?")
         before, after = _get_path(ow, path), _get_path(nw, path)
@@ -261,14 +336,88 @@ def admit_create(obj: KubeObject | Mapping[str, Any], reader: Reader, *, copy: b
     return o
 
 
-def admit_update(new: KubeObject | Mapping[str, Any], old: KubeObject, reader: Reader, *, copy: bool = True) -> KubeObject:
+def _shareable(cls: type[KubeObject]) -> tuple[tuple[str, str, type[BaseModel], Any], ...]:
+    """The top-level fields of `cls` a copy may take over from the stored snapshot as they are: one model
+    (or None) with nothing that would treat an instance differently from its dumped form (no validators
+    on the kind or the field, no constraints, not left out of dumps, a sub-model that never revalidates
+    instances). Cached per kind."""
+    cached = _SHAREABLE.get(cls)
+    if cached is not None:
+        return cached
+    out: list[tuple[str, str, type[BaseModel], Any]] = []
+    decorators = cls.__pydantic_decorators__
+    if not (decorators.validators or decorators.field_validators or decorators.root_validators or decorators.model_validators):
+        for name, info in cls.model_fields.items():
+            ann = info.annotation
+            members = [a for a in get_args(ann) if a is not type(None)] if get_args(ann) else [ann]
+            sub = members[0] if len(members) == 1 else None
+            if (
+                isinstance(sub, type)
+                and issubclass(sub, BaseModel)
+                and not info.metadata
+                and info.discriminator is None
+                and not info.exclude
+                and sub.model_config.get("revalidate_instances", "never") == "never"
+                and (sub is ann or ann == sub | None)
+            ):
+                out.append((name, info.alias or name, sub, info.exclude_if))
+    result = _SHAREABLE[cls] = tuple(out)
+    return result
+
+
+_SHAREABLE: dict[type[KubeObject], tuple[tuple[str, str, type[BaseModel], Any], ...]] = {}
+
+
+def _private_copy(new: KubeObject, old: KubeObject) -> KubeObject:
+    """What `new.deepcopy()` (dump + validate) gives, without copying and revalidating the top-level parts
+    `new` shares with `old` (the same object: the status the store carries over, the spec of a
+    metadata-only write). `old` is a stored snapshot, read-only and admitted before, so its parts are their
+    own dump-and-validate result and may stay shared, as a status write already shares spec. Validation
+    takes an instance of a field's model as it is, so the rest is dumped and validated exactly as in the
+    full copy, with the kind's own rules (model validators still see the shared part). Any error: the full
+    copy runs, so the error raised is its own."""
+    cls = type(new)
+    if type(old) is not cls:
+        return new.deepcopy()
+    mine, theirs = new.__dict__, old.__dict__
+    shared: dict[str, tuple[str, Any]] = {}
+    left_out: list[str] = []
+    for name, alias, sub, exclude_if in _shareable(cls):
+        value = mine.get(name)
+        if value is not None and value is theirs.get(name) and type(value) is sub:
+            if exclude_if is not None and exclude_if(value):
+                left_out.append(name)  # the dump leaves it out and validation defaults it: let it
+            else:
+                shared[name] = (alias, value)
+    if not shared and not left_out:
+        return new.deepcopy()
+    data = new.model_dump(exclude_none=True, exclude={*shared, *left_out})
+    for alias, value in shared.values():
+        data[alias] = value
+    try:
+        return cls.model_validate(data)
+    except ValidationError:
+        return new.deepcopy()
+
+
+def admit_update(
+    new: KubeObject | Mapping[str, Any], old: KubeObject, reader: Reader, *, copy: bool = True, full: bool = False
+) -> KubeObject:
+    """Decode, default and validate a replacement of `old` (a stored snapshot). Returns a private object the
+    caller may store: parts `new` shares with `old` stay shared (snapshots are read-only), the rest is
+    copied. `full=True` copies everything by pydantic's round trip and compares immutable paths without
+    shortcuts: the reference path the shortcuts must match (tests)."""
     o = _as_object(new)
-    if copy and isinstance(new, KubeObject):
-        o = o.deepcopy()
     hooks = registry.hooks_for(type(o))
+    if copy and isinstance(new, KubeObject):
+        # Defaulters edit the admitted object in place: it must share nothing with the snapshot.
+        o = o.deepcopy() if full or hooks.default else _private_copy(o, old)
     for d in hooks.default:
         d(o)
-    causes = _immutability(o, old, hooks.immutable)
+    if full:
+        causes = _immutability_reference(o, old, hooks.immutable)
+    else:
+        causes = _immutability(o, old, hooks.immutable)
     for v in hooks.validate_update:
         causes.extend(v(o, old, reader))
     _raise_if(o, causes)
