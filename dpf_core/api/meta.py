@@ -8,7 +8,8 @@ are left off the wire, as Go's `omitempty` does, so a dump of a loaded manifest 
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, ClassVar, Literal, Self
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -40,23 +41,68 @@ class Model(BaseModel):
         return type(self).model_validate(self.model_dump(exclude_none=True))
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+_new_object = object.__new__
+_set_slot = object.__setattr__
+
+
+def shallow_copy(model: _M, update: Mapping[str, Any] | None = None) -> _M:
+    """`model.model_copy(update=update)` for `update` keys that are fields of the model: the same new
+    instance (its own `__dict__`, fields set, extra and private dicts; values shared; updated names count
+    as set), without pydantic's generic copy machinery (`copy.copy` dispatch three times, a config lookup),
+    which cost more than the rest of a status write's bookkeeping. Anything else takes `model_copy`."""
+    private = model.__pydantic_private__
+    if private is not None or (update and not update.keys() <= type(model).__pydantic_fields__.keys()):
+        return model.model_copy(update=update)
+    out = _new_object(type(model))
+    values = model.__dict__.copy()
+    fields_set = set(model.__pydantic_fields_set__)
+    if update:
+        values.update(update)
+        fields_set.update(update)
+    _set_slot(out, "__dict__", values)
+    extra = model.__pydantic_extra__
+    _set_slot(out, "__pydantic_extra__", None if extra is None else extra.copy())
+    _set_slot(out, "__pydantic_fields_set__", fields_set)
+    _set_slot(out, "__pydantic_private__", None)
+    return out
+
+
 _ATOMS = (str, int, float, bool, type(None))
 
 
-def _fresh(v: Any, old: Any) -> bool:
-    """Whether `v` holds nothing shared with `old` (then one pydantic-core copy beats walking it)."""
-    if isinstance(v, BaseModel) and type(old) is type(v):
-        od = old.__dict__
-        for k, x in v.__dict__.items():
-            if isinstance(x, _ATOMS):
-                continue
-            o = od.get(k)
-            if x is o or (isinstance(x, list) and isinstance(o, list) and not _fresh(x, o)):
-                return False
+_ATOM_TYPES = frozenset(_ATOMS)
+# Per class met by share_copy: 0 not a model, 1 a pydantic model, 2 one of ours (`Model`, cloned by dump +
+# validate). isinstance against pydantic's ABC metaclass costs several times a dict lookup, and a status
+# write asks it of every value it walks.
+_MODEL_TYPES: dict[type, int] = {}
+
+
+def _model_kind(tp: type) -> int:
+    kind = _MODEL_TYPES.get(tp)
+    if kind is None:
+        kind = _MODEL_TYPES[tp] = 2 if issubclass(tp, Model) else 1 if issubclass(tp, BaseModel) else 0
+    return kind
+
+
+def _fresh(v: BaseModel, old: Any) -> bool:
+    """Whether model `v` holds nothing shared with `old` (then one pydantic-core copy beats walking it): `old`
+    is of another type, or none of `v`'s field values is the old one's or a list sharing an element with it."""
+    if type(old) is not type(v):
         return True
-    if isinstance(v, list) and isinstance(old, list):
-        ids = {id(x) for x in old}
-        return not any(id(x) in ids for x in v)
+    od = old.__dict__
+    for k, x in v.__dict__.items():
+        tx = type(x)
+        if tx in _ATOM_TYPES or isinstance(x, _ATOMS):
+            continue
+        o = od.get(k)
+        if x is o:
+            return False
+        if (tx is list or isinstance(x, list)) and isinstance(o, list):
+            ids = {id(y) for y in o}
+            if any(id(y) in ids for y in x):
+                return False
     return True
 
 
@@ -64,22 +110,39 @@ def share_copy(new: Any, old: Any) -> Any:
     """A deep copy of `new` that shares every part identical (`is`) to the matching part of `old`, a store
     snapshot: snapshots are read-only, so what a writer took unchanged from one can stay shared with it (as
     a status write already shares spec). A writer that copied only what it changed pays for only that."""
-    if new is old or isinstance(new, _ATOMS):
+    if new is old:
         return new
-    if isinstance(new, BaseModel):
+    tp = type(new)
+    if tp in _ATOM_TYPES:
+        return new
+    kind = _MODEL_TYPES.get(tp)
+    if kind is None:
+        kind = _model_kind(tp)
+    if kind:
         if _fresh(new, old):
-            return new.clone() if isinstance(new, Model) else new.model_copy(deep=True)
+            return new.clone() if kind == 2 else new.model_copy(deep=True)
         od = old.__dict__
-        out = type(new).__new__(type(new))
-        object.__setattr__(out, "__dict__", {k: share_copy(x, od.get(k)) for k, x in new.__dict__.items()})
-        object.__setattr__(out, "__pydantic_fields_set__", set(new.__pydantic_fields_set__))
+        values = {}
+        for k, x in new.__dict__.items():
+            if type(x) in _ATOM_TYPES:
+                values[k] = x
+            else:
+                o = od.get(k)
+                values[k] = x if x is o else share_copy(x, o)
+        out = _new_object(tp)
+        _set_slot(out, "__dict__", values)
+        _set_slot(out, "__pydantic_fields_set__", set(new.__pydantic_fields_set__))
         extra = new.__pydantic_extra__
-        object.__setattr__(out, "__pydantic_extra__", None if extra is None else copy.deepcopy(extra))
-        object.__setattr__(out, "__pydantic_private__", None)
+        _set_slot(out, "__pydantic_extra__", None if extra is None else copy.deepcopy(extra))
+        _set_slot(out, "__pydantic_private__", None)
         return out
+    if isinstance(new, _ATOMS):
+        return new
     if isinstance(new, list):
-        shared = {id(x) for x in old} if isinstance(old, list) else set()
-        return [x if id(x) in shared else share_copy(x, None) for x in new]
+        if isinstance(old, list):
+            shared = {id(x) for x in old}
+            return [x if id(x) in shared else share_copy(x, None) for x in new]
+        return [share_copy(x, None) for x in new]
     if isinstance(new, dict):
         src = old if isinstance(old, dict) else {}
         return {k: share_copy(x, src.get(k)) for k, x in new.items()}

@@ -138,9 +138,14 @@ def compact(model: BaseModel) -> None:
     whose set is already shared was compacted with an earlier snapshot (and its whole subtree with it), so
     only what is new in this snapshot is walked. `model` itself is never replaced: callers hold it."""
     tp = type(model)
-    plan = _PLANS[tp] if tp in _PLANS else _plan(tp)
+    plan = _PLANS.get(tp, _UNPLANNED)
+    if plan is _UNPLANNED:
+        plan = _plan(tp)
     if plan is not None:
         _compact(model, plan)
+
+
+_UNPLANNED: Any = object()
 
 
 def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseModel:
@@ -151,19 +156,26 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
     if type(fs) is SharedFieldsSet:
         return model
     tp = type(model)
-    shared = _for(tp, fs)
+    # Instances of one class mostly carry the same names: comparing with the class's last shared set is
+    # cheaper than hashing a frozenset of them.
+    shared = _LAST.get(tp)
+    if shared is None or shared != fs:
+        shared = _LAST[tp] = _shared(fs)
     _set_fields_set(model, shared)
     d = model.__dict__
     plans = _PLANS
     sections = depth + 1
     for name in plan:
         v: Any = d.get(name)
+        if v is None:
+            continue
         tv = type(v)
         if tv is list or tv is tuple:
             out: list[Any] | None = None
             for i, x in enumerate(v):
-                tx = type(x)
-                p = plans[tx] if tx in plans else _plan(tx)
+                p = plans.get(type(x), _UNPLANNED)
+                if p is _UNPLANNED:
+                    p = _plan(type(x))
                 if p is None or type(x.__pydantic_fields_set__) is SharedFieldsSet:
                     continue  # not a model, or one shared with an older snapshot (most of a list)
                 c = _compact(x, p, sections)
@@ -176,8 +188,9 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
         elif tv is dict:
             changed: dict[Any, Any] | None = None
             for k, x in v.items():
-                tx = type(x)
-                p = plans[tx] if tx in plans else _plan(tx)
+                p = plans.get(type(x), _UNPLANNED)
+                if p is _UNPLANNED:
+                    p = _plan(type(x))
                 if p is None or type(x.__pydantic_fields_set__) is SharedFieldsSet:
                     continue
                 c = _compact(x, p, sections)
@@ -187,8 +200,10 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
                     changed[k] = c
             if changed is not None:
                 d[name] = changed
-        elif v is not None:
-            p = plans[tv] if tv in plans else _plan(tv)
+        else:
+            p = plans.get(tv, _UNPLANNED)
+            if p is _UNPLANNED:
+                p = _plan(tv)
             if p is not None and type(v.__pydantic_fields_set__) is not SharedFieldsSet:
                 c = _compact(v, p, sections)
                 if c is not v:
@@ -203,6 +218,7 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
 # by identity, which is sound because the canonical parent keeps that child alive for as long as its entry
 # exists (weak values: an entry goes when no snapshot holds its model any more).
 _CANON: weakref.WeakValueDictionary[tuple[Any, ...], BaseModel] = weakref.WeakValueDictionary()
+_CANON_REFS: dict[tuple[Any, ...], weakref.ref[BaseModel]] = vars(_CANON)["data"]
 
 # Classes whose instances rarely repeat (ObjectMeta: name, uid, resourceVersion) are not worth a key: after
 # _TRIAL attempts a class with fewer than one hit in four stops being tried.
@@ -230,7 +246,10 @@ def _canonical(model: BaseModel, tp: type, fields_set: SharedFieldsSet, d: dict[
             key: tuple[Any, ...] = (fixed, values, types_)
         else:
             key = (fixed, tuple(map(_freeze, values)))
-        found = _CANON.get(key)
+        # The table's own dict, not WeakValueDictionary.get (a Python-level call per lookup): the table is
+        # never iterated, so it has no removals pending that get() would have to commit first.
+        ref = _CANON_REFS.get(key)
+        found = ref() if ref is not None else None
         if found is None:
             _CANON[key] = model
             return model
@@ -252,12 +271,3 @@ def _freeze(v: Any) -> Any:
     if t in _PLANS and _PLANS[t] is not None:
         return (t, id(v))  # a compacted model: equal ones are the same object by now
     return (t, v)
-
-
-def _for(tp: type, fields_set: set[str]) -> SharedFieldsSet:
-    """The shared set equal to `fields_set`. Instances of one class mostly carry the same names: comparing
-    with the class's last shared set is cheaper than hashing a frozenset of them."""
-    last = _LAST.get(tp)
-    if last is None or last != fields_set:
-        last = _LAST[tp] = _shared(fields_set)
-    return last

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from dpf_core.api import admission, registry
-from dpf_core.api.meta import KubeObject, ObjectMeta, share_copy
+from dpf_core.api.meta import KubeObject, ObjectMeta, shallow_copy, share_copy
 from dpf_core.errors import (
     AlreadyExists,
     ApiError,
@@ -134,6 +134,9 @@ class _Table:
     view_ns: dict[str, _View] = field(default_factory=dict)
     frozen: dict[Key, str] = field(default_factory=dict)  # mutation detector: snapshot JSON at commit
     status_field: FieldInfo | None = None
+    # The status a create starts from (status subresource): built once, only ever read (admission copies
+    # the object it admits), so every create does not run the default factory's validation again.
+    status_default: Any = None
 
 
 _last_stamp: tuple[int, str] = (-1, "")
@@ -166,6 +169,13 @@ def _remember(cache: set[Any], item: Any) -> None:
     if len(cache) >= _VALID_CACHE_LIMIT:
         cache.clear()
     cache.add(item)
+
+
+def _assign(model: BaseModel, name: str, value: Any) -> None:
+    """`model.name = value` on a private model we just built (what pydantic's __setattr__ does for a plain
+    field without validate_assignment, minus its handler lookup)."""
+    model.__dict__[name] = value
+    model.__pydantic_fields_set__.add(name)
 
 
 def _force(model: BaseModel, values: Mapping[str, Any]) -> None:
@@ -207,6 +217,9 @@ class MemoryStore:
         self._history: deque[tuple[int, str, str, WatchEvent]] = deque(maxlen=history)
         self._evicted_rv = 0  # newest resourceVersion no longer in the history
         self._listeners: list[tuple[Listener, frozenset[str] | None]] = []
+        # Per group/kind, the listeners an event of it goes to (in subscription order), rebuilt after any
+        # (un)subscribe: delivery used to test every listener's kinds for every event.
+        self._routes: dict[str, tuple[Listener, ...]] = {}
         self._pending: deque[tuple[str, WatchEvent]] = deque()
         self._depth = 0
         # Writes (and lists, which walk the indexes) are serialized, so a threaded driver or the twin API
@@ -348,11 +361,12 @@ class MemoryStore:
 
     def _index_replace(self, t: _Table, key: Key, old: KubeObject, new: KubeObject) -> None:
         self._set_obj(t, key, new)
-        if old.metadata.labels != new.metadata.labels:
-            self._unindex_labels(t, key, old.metadata.labels)
-            for k, v in new.metadata.labels.items():
+        om, nm = old.metadata, new.metadata
+        if om.labels is not nm.labels and om.labels != nm.labels:
+            self._unindex_labels(t, key, om.labels)
+            for k, v in nm.labels.items():
                 t.by_label.setdefault(k, {}).setdefault(v, set()).add(key)
-        if old.metadata.owner_references != new.metadata.owner_references:
+        if om.owner_references is not nm.owner_references and om.owner_references != nm.owner_references:
             uid = new.metadata.uid or ""
             self._unindex_owners(uid, old)
             for ref in new.metadata.owner_references:
@@ -379,11 +393,13 @@ class MemoryStore:
         self._delivering = True
         error: BaseException | None = None
         try:
-            while self._pending:
-                gk, ev = self._pending.popleft()
-                for listener, kinds in list(self._listeners):
-                    if kinds is not None and gk not in kinds:
-                        continue
+            pending, routes = self._pending, self._routes
+            while pending:
+                gk, ev = pending.popleft()
+                route = routes.get(gk)
+                if route is None:
+                    route = routes[gk] = tuple(f for f, kinds in self._listeners if kinds is None or gk in kinds)
+                for listener in route:
                     try:
                         listener(ev)
                     except Exception as e:  # keep delivering to the others, then report the first failure
@@ -411,10 +427,12 @@ class MemoryStore:
         """Deliver every committed change (of `kinds`, or all) to `listener`, synchronously and in order."""
         entry = (listener, frozenset(k.KIND.group_kind for k in kinds) if kinds is not None else None)
         self._listeners.append(entry)
+        self._routes.clear()
 
         def unsubscribe() -> None:
             if entry in self._listeners:
                 self._listeners.remove(entry)
+                self._routes.clear()
 
         return unsubscribe
 
@@ -708,7 +726,9 @@ class MemoryStore:
         f = t.status_field
         if f is None or f.is_required():
             return getattr(obj, "status", None)
-        return f.get_default(call_default_factory=True)
+        if t.status_default is None:
+            t.status_default = f.get_default(call_default_factory=True)
+        return t.status_default
 
     # ---- create -----------------------------------------------------------------------------------------
 
@@ -757,10 +777,10 @@ class MemoryStore:
             "deletion_timestamp": None,
             "deletion_grace_period_seconds": None,
         }
-        update: dict[str, Any] = {"metadata": meta.model_copy(update=system)}
+        update: dict[str, Any] = {"metadata": shallow_copy(meta, system)}
         if t.status_subresource:
             update["status"] = self._status_default(t, obj)
-        admitted = admission.admit_create(obj.model_copy(update=update), reader=self)
+        admitted = admission.admit_create(shallow_copy(obj, update), reader=self)
         m = admitted.metadata
         # Mutating admission may not move the object or forge the fields the server owns.
         _force(m, system)
@@ -772,7 +792,7 @@ class MemoryStore:
         if key in t.objs:
             raise AlreadyExists(f'{t.resource} "{name}" already exists', kind=info.kind, name=name, group=info.group)
         rv = self._next_rv()
-        m.resource_version = str(rv)
+        _assign(m, "resource_version", str(rv))
         compact(admitted)
         self._index_add(t, key, admitted)
         self._freeze(t, key, admitted)
@@ -834,11 +854,11 @@ class MemoryStore:
             # The status endpoint keeps everything but status (apiserver's PrepareForUpdate for /status). Only
             # status is new: the snapshot shares spec (read-only like every snapshot) with the one it replaces
             # and gets its own metadata, so a status write costs a copy of the status, not of the object.
-            status = getattr(obj, "status", None)
-            if status == getattr(old, "status", None):
+            status = obj.__dict__.get("status")
+            before = old.__dict__.get("status")
+            if status is before or status == before:
                 return cast(T, old)  # nothing changed: no write, no resourceVersion, no event
-            admitted = old.model_copy(update={"metadata": old.metadata.model_copy(),
-                                              "status": share_copy(status, getattr(old, "status", None))})
+            admitted = shallow_copy(old, {"metadata": shallow_copy(old.metadata), "status": share_copy(status, before)})
         else:
             om = old.metadata
             system = {
@@ -849,10 +869,10 @@ class MemoryStore:
                 "generation": om.generation,
                 "resource_version": om.resource_version,
             }
-            update: dict[str, Any] = {"metadata": obj.metadata.model_copy(update=system)}
+            update: dict[str, Any] = {"metadata": shallow_copy(obj.metadata, system)}
             if t.status_subresource:
-                update["status"] = getattr(old, "status", None)
-            admitted = admission.admit_update(obj.model_copy(update=update), old, reader=self, copy=not private)
+                update["status"] = old.__dict__.get("status")
+            admitted = admission.admit_update(shallow_copy(obj, update), old, reader=self, copy=not private)
             m = admitted.metadata
             _force(m, system)
             _force(m, {"name": om.name, "namespace": om.namespace})
@@ -863,8 +883,10 @@ class MemoryStore:
         return cast(T, self._commit_update(t, key, old, admitted, status_only=status_only))
 
     def _spec_changed(self, t: _Table, new: KubeObject, old: KubeObject) -> bool:
+        nd, od = new.__dict__, old.__dict__
         for f in t.spec_fields:
-            if getattr(new, f) != getattr(old, f):
+            a, b = nd[f], od[f]
+            if a is not b and a != b:
                 return True
         return (new.__pydantic_extra__ or {}) != (old.__pydantic_extra__ or {})
 
@@ -877,9 +899,9 @@ class MemoryStore:
         if not status_only and new == old:
             return old  # nothing changed: no write, no resourceVersion, no event
         if not status_only and self._spec_changed(t, new, old):
-            m.generation = (old.metadata.generation or 0) + 1
+            _assign(m, "generation", (old.metadata.generation or 0) + 1)
         rv = self._next_rv()
-        m.resource_version = str(rv)
+        _assign(m, "resource_version", str(rv))
         if m.deletion_timestamp is not None and not m.finalizers:
             self._remove(t, key, old, new, rv)
             return new
@@ -891,6 +913,8 @@ class MemoryStore:
         return new
 
     def _owner_refs_changed(self, old: KubeObject, new: KubeObject) -> None:
+        if old.metadata.owner_references is new.metadata.owner_references:
+            return  # a status write, or metadata whose references were carried over
         before = {r.uid: r.block_owner_deletion for r in old.metadata.owner_references}
         after = {r.uid: r.block_owner_deletion for r in new.metadata.owner_references}
         if before == after:
@@ -981,7 +1005,7 @@ class MemoryStore:
         update: dict[str, Any] = {}
         for section, change in patch.items():
             current = getattr(old, section, None)
-            field = cls.model_fields.get(section)
+            field = cls.__pydantic_fields__.get(section)
             if not isinstance(change, Mapping) or not isinstance(current, BaseModel) or field is None:
                 return None
             sub = type(current)
@@ -996,7 +1020,7 @@ class MemoryStore:
                 update[section] = sub.model_validate(admission.prune_nulls(merged, sub))
             except (PatchError, ValidationError):
                 return None
-        return old.model_copy(update=update)
+        return shallow_copy(old, update)
 
     # ---- delete and garbage collection -----------------------------------------------------------------------
 
