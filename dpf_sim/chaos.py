@@ -678,12 +678,13 @@ class FinalizersRemoved(Invariant):
 
     def on_event(self, store: str, ev: WatchEvent) -> None:
         self.events += 1
-        key = _key4(store, ev.object)
+        obj = ev.object
         if ev.type == "DELETED":
-            self.since.pop(key, None)
-        elif ev.object.metadata.deletion_timestamp is not None:
-            self._mark(key)
-        self._expire()
+            self.since.pop(_key4(store, obj), None)
+        elif obj.metadata.deletion_timestamp is not None:
+            self._mark(_key4(store, obj))
+        if self.heap:
+            self._expire()
 
     def _expire(self) -> None:
         while self.heap:
@@ -794,6 +795,10 @@ class RolloutBudget(Invariant):
 
     def _track(self, dpu: DPU, gone: bool) -> None:
         key = obj_key(dpu)
+        owner = dpu.metadata.labels.get(DPUSET_NAME_LABEL)
+        entry = None if gone or not owner else ((key[0], owner), dpu.spec.node_name, _unavailable(dpu))
+        if entry is not None and self.members.get(key) == entry:
+            return  # counted already as it is (most DPU events change neither node, set nor availability)
         prev = self.members.pop(key, None)
         if prev is not None:
             set_key, node, down = prev
@@ -806,12 +811,9 @@ class RolloutBudget(Invariant):
             members.unavailable -= down
             if not members.nodes:
                 del self.sets[set_key]
-        owner = dpu.metadata.labels.get(DPUSET_NAME_LABEL)
-        if gone or not owner:
+        if entry is None:
             return
-        set_key = (key[0], owner)
-        node = dpu.spec.node_name
-        down = _unavailable(dpu)
+        set_key, node, down = entry
         joined = self.sets.get(set_key)
         if joined is None:
             joined = self.sets[set_key] = _SetMembers({})

@@ -74,7 +74,12 @@ class EventLog:
     """Every committed store change and notable model event, one line each, hashed as it is written.
 
     The hash covers the text of every line in order, so two runs with the same seed produce the same
-    sha256 byte for byte. Lines are kept only when asked (a 100k-DPU run would hold millions)."""
+    sha256 byte for byte. Lines are kept only when asked (a 100k-DPU run would hold millions).
+
+    Lines reach the hash in batches (`_BATCH` lines joined, one encode and one update): sha256 of the same
+    bytes in the same order is the same digest however they are split, and `sha256` flushes first."""
+
+    _BATCH = 512
 
     def __init__(self, keep: bool = True, tail: int = 200) -> None:
         self._sha = hashlib.sha256()
@@ -83,35 +88,111 @@ class EventLog:
         self.count = 0
         self._tail: list[str] = []
         self._tail_size = tail
+        self._unhashed: list[str] = []
+        # Many lines share one instant (a reconcile's writes, a burst of events): format it once.
+        self._t: float | None = None
+        self._prefix = ""
 
     def write(self, t: float, text: str) -> None:
-        line = f"{t:.3f} {text}"
-        self._sha.update(f"{line}\n".encode())
+        if t != self._t or self._t is None:
+            self._t = t
+            self._prefix = f"{t:.3f} "
+        line = self._prefix + text
         self.count += 1
+        unhashed = self._unhashed
+        unhashed.append(line)
+        if len(unhashed) >= self._BATCH:
+            self._flush()
         if self.keep:
             self.lines.append(line)
         else:
-            self._tail.append(line)
-            if len(self._tail) > 2 * self._tail_size:
-                del self._tail[: self._tail_size]
+            tail = self._tail
+            tail.append(line)
+            if len(tail) > 2 * self._tail_size:
+                del tail[: self._tail_size]
+
+    def _flush(self) -> None:
+        unhashed = self._unhashed
+        if unhashed:
+            unhashed.append("")  # every line ends with a newline, the last one too
+            self._sha.update("\n".join(unhashed).encode())
+            unhashed.clear()
 
     def recent(self, n: int = 50) -> list[str]:
         return (self.lines if self.keep else self._tail)[-n:]
 
     @property
     def sha256(self) -> str:
+        self._flush()
         return self._sha.hexdigest()
+
+
+# How `describe` finds a kind's phase: the kinds DPF defines forbid extra fields, so whether
+# `status.phase` exists is a property of the class; open (external) kinds keep the attribute lookups.
+_NO_PHASE, _PHASE_FIELD, _PHASE_LOOKUP = 0, 1, 2
+_phase_modes: dict[type[Any], int] = {}
+
+
+def _phase_mode(cls: type[Any]) -> int:
+    fields = getattr(cls, "model_fields", None)
+    config = getattr(cls, "model_config", None)
+    if fields is None or config is None or config.get("extra") != "forbid":
+        return _PHASE_LOOKUP
+    status = fields.get("status")
+    if status is None:
+        return _PHASE_LOOKUP if hasattr(cls, "status") else _NO_PHASE
+    ann = status.annotation
+    ann_fields = getattr(ann, "model_fields", None)
+    ann_config = getattr(ann, "model_config", None)
+    if not isinstance(ann, type) or ann_fields is None or ann_config is None or ann_config.get("extra") != "forbid":
+        return _PHASE_LOOKUP
+    if "phase" in ann_fields:
+        return _PHASE_FIELD
+    return _PHASE_LOOKUP if hasattr(ann, "phase") else _NO_PHASE
 
 
 def describe(ev: WatchEvent) -> str:
     o = ev.object
     md = o.metadata
+    cls = type(o)
+    mode = _phase_modes.get(cls)
+    if mode is None:
+        mode = _phase_modes[cls] = _phase_mode(cls)
     phase = ""
-    status = getattr(o, "status", None)
-    if status is not None and getattr(status, "phase", None):
-        phase = f" phase={status.phase}"
-    where = f"{md.namespace}/{md.name}" if md.namespace else str(md.name)
+    if mode:
+        status = getattr(o, "status", None) if mode == _PHASE_LOOKUP else o.status  # type: ignore[attr-defined]
+        if status is not None:
+            value = getattr(status, "phase", None) if mode == _PHASE_LOOKUP else status.phase
+            if value:
+                phase = f" phase={value}"
+    ns = md.namespace
+    where = f"{ns}/{md.name}" if ns else str(md.name)
     return f"{ev.type} {o.kind} {where} rv={md.resource_version}{phase}"
+
+
+class _Waker:
+    """A controller's `on_ready` hook: succeeds the event its idle worker waits on (at most once)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: simpy.Event) -> None:
+        self.event = event
+
+    def __call__(self) -> None:
+        ev = self.event
+        if not ev.triggered:
+            ev.succeed()
+
+
+class _Relay(simpy.Event):
+    """What an idle worker waits on when it also has a timer: the first of its wake event and its timeout
+    succeeds it. `wake | timeout` (an AnyOf) did the same with a value nobody reads, built per wait; the
+    relay is scheduled at the same point the AnyOf was (one step after the first of the two), so the
+    worker resumes in the same order among the events of that instant."""
+
+    def fire(self, _event: simpy.Event) -> None:
+        if not self.triggered:
+            self.succeed()
 
 
 class SimDriver:
@@ -130,7 +211,7 @@ class SimDriver:
         self.on_outcome = on_outcome
         self.managers: list[Manager] = []
         self.reconciles = 0
-        self._wakes: dict[int, simpy.Event] = {}
+        self._wakes: dict[int, _Waker] = {}
         self._writes = 0
         self._stopped: set[int] = set()
         # Objects per kind in each manager's store, for controllers charged per item (see CostModel).
@@ -143,8 +224,8 @@ class SimDriver:
     def add(self, manager: Manager) -> None:
         self.managers.append(manager)
         for c in manager.controllers:
-            self._wakes[id(c)] = self.env.event()
-            c.on_ready = self._waker(c)
+            waker = self._wakes[id(c)] = _Waker(self.env.event())
+            c.on_ready = waker
             if self.cost.per_item.get(c.name):
                 self._count_items(manager, c)
         manager.start()
@@ -189,40 +270,52 @@ class SimDriver:
         return sum(counts.get(k, 0) for k in kinds)
 
     def _wake(self, c: Controller) -> None:
-        ev = self._wakes.get(id(c))
-        if ev is not None and not ev.triggered:
-            ev.succeed()
-
-    def _waker(self, c: Controller) -> Callable[[], None]:
-        def wake() -> None:
-            self._wake(c)
-
-        return wake
+        waker = self._wakes.get(id(c))
+        if waker is not None:
+            waker()
 
     def _worker(self, manager: Manager, c: Controller) -> Generator[Any, Any, None]:
         ctx = manager.context_for(c)
         key = id(c)
-        while key not in self._stopped:
-            req = c.pop(self.clock.now())
+        env = self.env
+        clock = self.clock
+        waker = self._wakes[key]
+        stopped = self._stopped
+        while key not in stopped:
+            now = clock.now()
+            req = c.pop(now)
             if req is None:
-                wake = self._wakes[key]
+                wake = waker.event
                 if wake.triggered:
-                    wake = self._wakes[key] = self.env.event()
+                    wake = waker.event = env.event()
                 t = c.next_ready_at()
                 if t is None:
                     yield wake
-                else:
-                    yield wake | self.env.timeout(max(0.0, t - self.clock.now()))
+                    continue
+                relay = _Relay(env)
+                fire = relay.fire
+                callbacks = wake.callbacks
+                assert callbacks is not None
+                callbacks.append(fire)
+                timer = env.timeout(max(0.0, t - now))
+                assert timer.callbacks is not None
+                timer.callbacks.append(fire)
+                yield relay
+                # As the AnyOf did once triggered: no hook left on a wake event that has not fired (the
+                # timer's goes with the timer).
+                callbacks = wake.callbacks
+                if callbacks and fire in callbacks:
+                    callbacks.remove(fire)
                 continue
             before = self._writes
-            done = c.run(ctx, req, self.clock.now())
+            done = c.run(ctx, req, now)
             self.reconciles += 1
             cost = self.cost.cost(c.name, self._writes - before)
             if key in self._counted_kinds:
                 cost += self.cost.item_cost(c.name, self.items(manager, c))
             if cost > 0:
-                yield self.env.timeout(cost)
-            outcome = c.finish(done, self.clock.now())
+                yield env.timeout(cost)
+            outcome = c.finish(done, clock.now())
             if self.on_outcome is not None:
                 self.on_outcome(c, outcome)
 

@@ -285,15 +285,15 @@ class Runner:
         self.writes_by_store[store] += 1
         obj = ev.object
         cls = type(obj)
-        if store == "host" and cls is DPU:
-            self.phases.on_event(ev, self.twin.now)
+        if cls is DPU and store == "host":
+            self.phases.on_event(ev, float(self.env.now))
         merged = self._merged.get((store, cls))
         if merged is None:
             routes = self._routes
             merged = self._merged[(store, cls)] = tuple(
                 c for key in ((store, cls), (None, cls), (store, None), (None, None)) for c in routes.get(key, ()))
         for check in merged:
-            if not check.decided:
+            if check.passed is None:  # not decided
                 check.on_event(store, ev)
         if self._progress is not None and self.events & 63 == 0 and self._progress.due():
             self._progress.draw(self.twin.now, self.phases.snapshot(), self.twin.log.count)

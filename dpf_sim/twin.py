@@ -80,11 +80,12 @@ class Twin:
         self.clock = SimClock(self.env, epoch)
         self.log = EventLog(keep=self.config.keep_log)
         self.driver = SimDriver(self.env, self.clock, self.config.cost)
+        # Before the first store: each store's observer holds this list.
+        self._listeners: list[Callable[[str, WatchEvent], None]] = []
         self.host = self.new_store("host")
         self.dpu_names = DpuNames(self.host)
         self.dpu_names.on_slot_freed.append(self._wake_unassigned)
         self.dpu_clusters: dict[str, MemoryStore] = {}
-        self._listeners: list[Callable[[str, WatchEvent], None]] = []
         # Hooks for attachments: a DPU cluster's store was created; a DPU joined its DPU cluster (its
         # node agents can start).
         self.cluster_created: list[Callable[[str, MemoryStore], None]] = []
@@ -112,10 +113,13 @@ class Twin:
         return store
 
     def _observer(self, store_name: str) -> Callable[[WatchEvent], None]:
+        driver, log, env, listeners = self.driver, self.log, self.env, self._listeners
+        prefix = f"{store_name} "
+
         def observe(ev: WatchEvent) -> None:
-            self.driver.count_write(ev)
-            self.log.write(self.env.now, f"{store_name} {describe(ev)}")
-            for listener in self._listeners:
+            driver.count_write(ev)
+            log.write(env.now, prefix + describe(ev))
+            for listener in listeners:
                 listener(store_name, ev)
 
         return observe

@@ -51,8 +51,14 @@ class own:
         return "own()"
 
 
+_groups: dict[str, str] = {}
+
+
 def _group_of(api_version: str) -> str:
-    return api_version.rpartition("/")[0]
+    group = _groups.get(api_version)
+    if group is None:
+        group = _groups[api_version] = api_version.rpartition("/")[0]
+    return group
 
 
 class owner:
@@ -73,12 +79,15 @@ class owner:
 
     def __call__(self, ev: WatchEvent) -> Iterable[Request]:
         out: list[Request] = []
+        kind, group, controller_only = self.kind, self.group, self.controller_only
         for obj in _objects(ev):
-            ns = (obj.metadata.namespace or None) if self.namespaced else None
-            for ref in obj.metadata.owner_references:
-                if ref.kind != self.kind or _group_of(ref.api_version) != self.group:
-                    continue
-                if self.controller_only and not ref.controller:
+            md = obj.metadata
+            refs = md.owner_references
+            if not refs:
+                continue
+            ns = (md.namespace or None) if self.namespaced else None
+            for ref in refs:
+                if ref.kind != kind or (controller_only and not ref.controller) or _group_of(ref.api_version) != group:
                     continue
                 req = Request(ns, ref.name)
                 if req not in out:
@@ -311,7 +320,6 @@ class Controller:
         self.reconciler = reconciler
         self.for_kind = for_kind
         self.max_concurrent = max_concurrent
-        self.on_ready = on_ready
         self.log = log or _log.getChild(name)
         all_watches: list[Watch] = []
         if for_kind is not None:
@@ -321,7 +329,9 @@ class Controller:
         self._by_kind: dict[tuple[str | None, type[KubeObject]], list[Watch]] = {}
         for w in self.watches:
             self._by_kind.setdefault((w.source, w.kind), []).append(w)
-        self.queue: WorkQueue[Request] = WorkQueue(rate_limiter, name=name, notify=self._wake)
+        self.queue: WorkQueue[Request] = WorkQueue(rate_limiter, name=name)
+        self._on_ready: Callable[[], None] | None = None
+        self.on_ready = on_ready
         # A driver running workers on threads installs a real lock; single-threaded drivers pay nothing.
         self.lock: Any = _NO_LOCK
         self.in_flight = 0
@@ -342,9 +352,19 @@ class Controller:
     def __repr__(self) -> str:
         return f"Controller({self.name!r}, depth={len(self.queue)}, in_flight={self.in_flight})"
 
+    @property
+    def on_ready(self) -> Callable[[], None] | None:
+        return self._on_ready
+
+    @on_ready.setter
+    def on_ready(self, hook: Callable[[], None] | None) -> None:
+        # The queue calls the driver's hook itself: a wake is on every add, so no relay through the controller.
+        self._on_ready = hook
+        self.queue.notify = hook
+
     def _wake(self) -> None:
-        if self.on_ready is not None:
-            self.on_ready()
+        if self._on_ready is not None:
+            self._on_ready()
 
     def watched(self) -> list[tuple[str | None, type[KubeObject]]]:
         """(source, kind) pairs this controller listens to, in declaration order."""
@@ -359,23 +379,32 @@ class Controller:
         watches = self._by_kind.get((source, type(ev.object)))
         if not watches:
             return 0
-        n = 0
+        if self.lock is _NO_LOCK:
+            return self._handle(ev, watches)
         with self.lock:
-            self._events += 1
-            for w in watches:
-                try:
-                    if w.predicate is not None and not w.predicate(ev):
-                        self._dropped_events += 1
-                        continue
-                    reqs = list(w.mapper(ev))
-                except Exception:
-                    # Events are delivered inside someone else's store write: a bug here must not fail it.
-                    self._mapper_errors += 1
-                    self.log.exception("watch %r of %s failed on %s %s", w.mapper, self.name, ev.type, ev.object.name)
+            return self._handle(ev, watches)
+
+    def _handle(self, ev: WatchEvent, watches: list[Watch]) -> int:
+        n = 0
+        self._events += 1
+        add = self.queue.add
+        for w in watches:
+            try:
+                if w.predicate is not None and not w.predicate(ev):
+                    self._dropped_events += 1
                     continue
-                for req in reqs:
-                    self.queue.add(req)
-                    n += 1
+                reqs = w.mapper(ev)
+                if type(reqs) is not list and type(reqs) is not tuple:
+                    # A lazy mapper runs to the end before anything is enqueued, so a failure enqueues nothing.
+                    reqs = list(reqs)
+            except Exception:
+                # Events are delivered inside someone else's store write: a bug here must not fail it.
+                self._mapper_errors += 1
+                self.log.exception("watch %r of %s failed on %s %s", w.mapper, self.name, ev.type, ev.object.name)
+                continue
+            for req in reqs:
+                add(req)
+            n += len(reqs)
         return n
 
     def enqueue(self, req: Request) -> None:
@@ -466,9 +495,9 @@ class Controller:
                 self._duration_max = done.duration
             self._seq += 1
             seq = self._seq
-            if self.in_flight == self.max_concurrent - 1 and len(queue) and self.on_ready is not None:
+            if self.in_flight == self.max_concurrent - 1 and len(queue) and self._on_ready is not None:
                 # A worker may be sleeping on the concurrency limit rather than on an empty queue.
-                self.on_ready()
+                self._on_ready()
         if error is not None:
             self._log_error(req, error, action)
         return ProcessOutcome(self.name, seq, req, result, error, action, requeue_at, done.started, now, done.duration)
