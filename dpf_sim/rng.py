@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Protocol
+from typing import Protocol, cast
 
 # Past this many consumed words a lazy stream keeps its generator (rebuilding would replay them every draw).
 KEEP_LIVE_WORDS = 1024
@@ -101,53 +101,32 @@ class LazyStream:
         if rng.words > KEEP_LIVE_WORDS:
             self.pin()
 
-    def random(self) -> float:
+    def _draw(self, method: str, *args: float | None) -> float:
+        """One `random.Random` draw by name: on the live generator, or on one rebuilt for this draw."""
         if self._live is not None:
-            return self._live.random()
+            return cast(float, getattr(self._live, method)(*args))
         rng = self._open()
-        x = rng.random()
+        x = cast(float, getattr(rng, method)(*args))
         self._close(rng)
         return x
+
+    def random(self) -> float:
+        return self._draw("random")
 
     def gauss(self, mu: float = 0.0, sigma: float = 1.0) -> float:
-        if self._live is not None:
-            return self._live.gauss(mu, sigma)
-        rng = self._open()
-        x = rng.gauss(mu, sigma)
-        self._close(rng)
-        return x
+        return self._draw("gauss", mu, sigma)
 
     def lognormvariate(self, mu: float, sigma: float) -> float:
-        if self._live is not None:
-            return self._live.lognormvariate(mu, sigma)
-        rng = self._open()
-        x = rng.lognormvariate(mu, sigma)
-        self._close(rng)
-        return x
+        return self._draw("lognormvariate", mu, sigma)
 
     def uniform(self, a: float, b: float) -> float:
-        if self._live is not None:
-            return self._live.uniform(a, b)
-        rng = self._open()
-        x = rng.uniform(a, b)
-        self._close(rng)
-        return x
+        return self._draw("uniform", a, b)
 
     def expovariate(self, lambd: float = 1.0) -> float:
-        if self._live is not None:
-            return self._live.expovariate(lambd)
-        rng = self._open()
-        x = rng.expovariate(lambd)
-        self._close(rng)
-        return x
+        return self._draw("expovariate", lambd)
 
     def triangular(self, low: float = 0.0, high: float = 1.0, mode: float | None = None) -> float:
-        if self._live is not None:
-            return self._live.triangular(low, high, mode)
-        rng = self._open()
-        x = rng.triangular(low, high, mode)
-        self._close(rng)
-        return x
+        return self._draw("triangular", low, high, mode)
 
 
 class Streams:
