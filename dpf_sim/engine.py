@@ -94,7 +94,7 @@ class EventLog:
         self._prefix = ""
 
     def write(self, t: float, text: str) -> None:
-        if t != self._t or self._t is None:
+        if t != self._t:
             self._t = t
             self._prefix = f"{t:.3f} "
         line = self._prefix + text
