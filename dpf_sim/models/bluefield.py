@@ -58,7 +58,7 @@ from ..net import Network
 from ..rng import RandomSource, Streams
 from ..tasks import original_error
 from .bfbserver import BfbDirectory
-from .packing import Content, Packer, unpack
+from .packing import Content, History, Packer, unpack
 
 if TYPE_CHECKING:
     from .host import Hosts
@@ -161,7 +161,7 @@ class BlueField:
     max_flashing: int = 0
     boots: int = 0
     last_boot: float | None = None
-    history: list[tuple[float, str]] = field(default_factory=list)
+    history: History = field(default_factory=History)
     flashed_version: str = ""  # the activate version on the flash; what the next good boot runs
     # When the current flash or boot step ends (None: not in a timed step). RebootStatus cannot change before.
     phase_until: float | None = None

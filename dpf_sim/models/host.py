@@ -28,6 +28,7 @@ from ..durations import Duration
 from ..fleet import HostRecord
 from ..rng import Streams
 from .bluefield import BlueFields
+from .packing import History
 
 SKIP = "skip"
 ARM_POLL_INTERVAL = 5.0
@@ -79,7 +80,7 @@ class Host:
     warm_reboots: int = 0
     pfs: dict[str, PfState] = field(default_factory=dict)
     bridges: dict[str, Bridge] = field(default_factory=dict)
-    history: list[tuple[float, str]] = field(default_factory=list)
+    history: History = field(default_factory=History)
 
 
 HostHook = Callable[[Host], None]

@@ -9,6 +9,9 @@ DPU). Deflated with the fleet's first bf.cfg as the preset dictionary each is ~1
 from __future__ import annotations
 
 import zlib
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import SupportsIndex, overload
 
 # Contents shorter than this are kept as they are (deflating them saves nothing worth the CPU).
 PACK_MIN = 256
@@ -63,3 +66,52 @@ class Packer:
 
 def unpack(value: Content) -> bytes | None:
     return value.unpack() if isinstance(value, Packed) else value
+
+
+class History:
+    """A model's `(simulated time, what happened)` log, kept as a float array and a list of (interned) strings.
+
+    Reads like the list of tuples it replaces (iteration, indexing, slices, len, ==). As tuples the ten or so
+    entries of a provisioned DPU cost ~1.1 KB; here ~300 bytes (~80 MB at 100k DPUs)."""
+
+    __slots__ = ("_times", "_whats")
+
+    def __init__(self, entries: Iterable[tuple[float, str]] = ()) -> None:
+        self._times = array("d")
+        self._whats: list[str] = []
+        for entry in entries:
+            self.append(entry)
+
+    def append(self, entry: tuple[float, str]) -> None:
+        t, what = entry
+        self._times.append(t)
+        self._whats.append(what)
+
+    def __len__(self) -> int:
+        return len(self._whats)
+
+    def __iter__(self) -> Iterator[tuple[float, str]]:
+        return zip(self._times, self._whats, strict=True)
+
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> tuple[float, str]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[float, str]]: ...
+
+    def __getitem__(self, i: SupportsIndex | slice) -> tuple[float, str] | list[tuple[float, str]]:
+        if isinstance(i, slice):
+            return list(zip(self._times[i], self._whats[i], strict=True))
+        return (self._times[i], self._whats[i])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History):
+            return self._times == other._times and self._whats == other._whats
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"History({list(self)!r})"

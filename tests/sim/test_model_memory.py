@@ -4,6 +4,7 @@ live generator draws, packed bf.cfg contents read back byte for byte."""
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -15,7 +16,7 @@ from dpf_sim.durations import Duration
 from dpf_sim.fleet import FleetSpec, build_fleet
 from dpf_sim.models.bfbserver import BfbDirectory
 from dpf_sim.models.bluefield import BlueFieldParams, BlueFields, DpuState, StagedImage
-from dpf_sim.models.packing import PACK_MIN, RECENT, Packed, Packer, unpack
+from dpf_sim.models.packing import PACK_MIN, RECENT, History, Packed, Packer, unpack
 from dpf_sim.net import Network
 from dpf_sim.rng import KEEP_LIVE_WORDS, LazyStream, Streams, derive_seed
 
@@ -172,3 +173,25 @@ def test_skipped_polls_end_where_polling_one_by_one_ends(latency: object) -> Non
     coalesced, one_by_one = run(True), run(False)
     assert coalesced[:3] == one_by_one[:3]
     assert coalesced[3] > 40 and one_by_one[3] == 0  # ~50 polls of a 150 s boot were waited out as one event
+
+
+def test_history_reads_like_the_list_of_tuples_it_replaces() -> None:
+    entries = [(0.0, "booting"), (12.5, "mode=DPU"), (90.25, "joined")]
+    h = History()
+    for e in entries:
+        h.append(e)
+    assert list(h) == entries and len(h) == 3
+    assert h[0] == (0.0, "booting") and h[-1] == (90.25, "joined")
+    assert h[-2:] == entries[-2:] and h[:0] == []
+    assert h == entries and h == History(entries) and h != History(entries[:2]) and h != entries[::-1]
+    assert dict((w, t) for t, w in h) == {"booting": 0.0, "mode=DPU": 12.5, "joined": 90.25}
+    with pytest.raises(IndexError):
+        h[3]
+
+
+def test_history_is_smaller_than_tuples() -> None:
+    entries = [(float(i) * 1.5, f"step {i % 4}") for i in range(10)]
+    h = History(entries)
+    as_tuples = sys.getsizeof(entries) + sum(sys.getsizeof(e) + sys.getsizeof(e[0]) for e in entries)
+    compact = sys.getsizeof(h._times) + sys.getsizeof(h._whats) + sys.getsizeof(h)
+    assert compact * 2 < as_tuples
