@@ -591,55 +591,81 @@ class NoObjectLost(Invariant):
     def __init__(self, spec: InvariantSpec) -> None:
         super().__init__(spec)
         _NoParams.model_validate(spec.params)
-        self.uids: dict[Key4, str] = {}
-        self.dpu_node: dict[tuple[str, ObjKey], tuple[ObjKey, str]] = {}  # (store, dpu) -> (dpuset, node)
-        self.by_node: dict[tuple[ObjKey, str], set[ObjKey]] = {}
+        # (store, kind, namespace) -> {name: uid}, and per DPU (store, namespace) -> {name: (dpuset, node)};
+        # nested so that an object costs one dict entry, not a 4-tuple key (~0.9 KB less per DPU at 100k).
+        self.uids: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.dpu_node: dict[tuple[str, str], dict[str, tuple[ObjKey, str]]] = {}
+        self.by_node: dict[tuple[ObjKey, str], list[ObjKey]] = {}  # (dpuset, node) -> its live DPUs
+        self._set_keys: dict[ObjKey, ObjKey] = {}
 
     def activate(self, deleted: list[tuple[str, KubeObject]]) -> None:
         super().activate(deleted)
         assert self.twin is not None
         for name, st in self.twin.stores().items():
             for obj in st.all_objects():
-                self.uids[_key4(name, obj)] = obj.metadata.uid or ""
+                md = obj.metadata
+                self._names(name, obj)[md.name or ""] = md.uid or ""
                 if isinstance(obj, DPU):
                     self._dpu(name, obj, gone=False)
+
+    def _names(self, store: str, obj: KubeObject) -> dict[str, str]:
+        group = (store, obj.kind, obj.metadata.namespace or "")
+        names = self.uids.get(group)
+        if names is None:
+            names = self.uids[group] = {}
+        return names
 
     def on_event(self, store: str, ev: WatchEvent) -> None:
         self.events += 1
         obj = ev.object
-        key = _key4(store, obj)
-        uid = obj.metadata.uid or ""
+        md = obj.metadata
+        names = self._names(store, obj)
+        name = md.name or ""
+        uid = md.uid or ""
         if ev.type == "ADDED":
-            held = self.uids.get(key)
+            held = names.get(name)
             if held is not None and held != uid:
-                self.violate("an object was created twice without a delete in between", [_show4(key)])
+                self.violate("an object was created twice without a delete in between", [_show4(_key4(store, obj))])
                 return
-            self.uids[key] = uid
+            names[name] = uid
         elif ev.type == "DELETED":
             before = ev.old if ev.old is not None else obj
-            if before.metadata.finalizers and obj.metadata.finalizers:
+            if before.metadata.finalizers and md.finalizers:
                 self.violate("an object vanished while it still had finalizers",
-                             [f"{_show4(key)} finalizers={list(obj.metadata.finalizers)}"])
+                             [f"{_show4(_key4(store, obj))} finalizers={list(md.finalizers)}"])
                 return
-            self.uids.pop(key, None)
+            names.pop(name, None)
         else:
-            self.uids.setdefault(key, uid)
+            names.setdefault(name, uid)
         if isinstance(obj, DPU):
             self._dpu(store, obj, gone=ev.type == "DELETED")
 
     def _dpu(self, store: str, dpu: DPU, gone: bool) -> None:
-        key = (store, obj_key(dpu))
-        prev = self.dpu_node.pop(key, None)
+        ns = dpu.namespace or ""
+        name = dpu.name
+        placed = self.dpu_node.get((store, ns))
+        if placed is None:
+            placed = self.dpu_node[(store, ns)] = {}
+        prev = placed.pop(name, None)
         if prev is not None:
-            self.by_node.get(prev, set()).discard(key[1])
+            live = self.by_node.get(prev)
+            if live is not None:
+                live[:] = [k for k in live if k[1] != name or k[0] != ns]
+                if not live:
+                    del self.by_node[prev]
         owner = dpu.metadata.labels.get(DPUSET_NAME_LABEL)
         if gone or not owner or dpu.metadata.deletion_timestamp is not None:
             return
-        set_key = (dpu.metadata.labels.get(DPUSET_NAMESPACE_LABEL) or dpu.namespace or "", owner)
+        set_key = (dpu.metadata.labels.get(DPUSET_NAMESPACE_LABEL) or ns, owner)
+        set_key = self._set_keys.setdefault(set_key, set_key)
         slot = (set_key, dpu.spec.node_name)
-        live = self.by_node.setdefault(slot, set())
-        live.add(key[1])
-        self.dpu_node[key] = slot
+        live = self.by_node.get(slot)
+        if live is None:
+            live = self.by_node[slot] = []
+        key = obj_key(dpu)
+        if key not in live:
+            live.append(key)
+        placed[name] = slot
         if len(live) > 1:
             self.violate(f"DPUSet {show_key(set_key)} has {len(live)} live DPUs on node {dpu.spec.node_name}",
                          sorted(show_key(k) for k in live))
