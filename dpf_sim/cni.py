@@ -212,6 +212,14 @@ class NodeNet:
     leases: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (type, pool, ip) -> "<pod>/<if>"
 
 
+def _awaiting_sandbox(pod: Pod) -> bool:
+    """A pod whose network the CNI has not set up yet. The services attachment's kubelet model may report it
+    Running first when its image is cached (its start delay ties with the sandbox's); a real kubelet starts no
+    container before CNI ADD, so such a pod still gets its networks rather than running without them."""
+    return pod.status.phase in (None, "Pending") or (
+        pod.status.phase == "Running" and ANNOTATION_NETWORK_STATUS not in pod.metadata.annotations)
+
+
 def sf_rep(sfnum: int) -> str:
     return f"{SF_REP_PREFIX}{sfnum}"
 
@@ -244,7 +252,10 @@ class CniWorld:
     def add_node(self, name: str, datapath: Datapath) -> NodeNet:
         """A DPU node whose OVS is up: the device plugin registers its SFs; waiting pods go on."""
         node = self.nodes.get(name)
-        if node is None:
+        if node is None or node.datapath is not datapath:
+            # A re-provisioned DPU joining again brings a fresh OVS and all its SFs: what the old OS held is gone.
+            for key in [k for k, state in self.pods.items() if state.node == name]:
+                del self.pods[key]
             node = self.nodes[name] = NodeNet(name, datapath, list(range(self.params.sf_per_node)))
         self._advertise(name)
         for key in sorted(self._waiting.pop(name, set())):
@@ -325,7 +336,7 @@ class CniWorld:
         if known is not None and known.uid != pod.metadata.uid:
             self._release(key)
             known = None
-        if known is None and key not in self._starting and pod.status.phase in (None, "Pending"):
+        if known is None and key not in self._starting and _awaiting_sandbox(pod):
             self._start(key)
 
     def _start(self, key: str) -> None:
@@ -339,7 +350,8 @@ class CniWorld:
             first = True
             while True:
                 pod = self.store.try_get(Pod, name, ns)
-                if pod is None or pod.metadata.deletion_timestamp is not None or pod.status.phase not in (None, "Pending"):
+                if pod is None or pod.metadata.deletion_timestamp is not None or (
+                        key not in self.pods and not _awaiting_sandbox(pod)):
                     return
                 node_name = pod.spec.node_name or ""
                 node = self.nodes.get(node_name)

@@ -410,8 +410,13 @@ class ServiceChainWorld:
 
     def _dpu_joined(self, cluster: str, node: str) -> None:
         net = self.clusters.get(cluster)
-        if net is None or (cluster, node) in self.nodes:
+        if net is None:
             return
+        old = self.nodes.pop((cluster, node), None)
+        if old is not None:
+            # The Node was deleted and joined again: a re-provisioned DPU (fresh OS, OVS as the flavor's script
+            # leaves it, a new SFC agent pod). The old agent goes with the old OS.
+            self.twin.driver.stop(old.manager)
         dp = dpu_datapath(lambda: float(self.twin.env.now), node, self.params)
         ovs = ParsedOnceOvs(dp, net.flow_parses)
         if net.router is None:

@@ -6,10 +6,11 @@
   DPUServiceInterface/Chain/IPAM mirrors, which the servicechain attachment wires when it is there), with the ClusterClients port and a TokenIssuer;
 - ArgoCD (dpf_sim.argocd) with the chart catalogue from `models.charts` (the scenario's `charts:`);
 - a Kubelet for the host (workloads only: the host's pods are run by ClusterWorld) and one per DPU cluster as it
-  is created, whose Nodes get allocatable = their DPU's flavor dpuResources - systemReservedResources;
+  is created, whose Nodes get allocatable = the BlueField's resources (`dpuNodeResources`), those its DPU's
+  flavor names in dpuResources replaced by dpuResources - systemReservedResources;
 - per DPU cluster (same switch as above) a Manager with the servicechainset, NVIPAM and IPAM-injector controllers.
 
-Parameters: `models.services: {kubelet: {...}, argocd: {...}, serviceChainControllers: bool}`.
+Parameters: `models.services: {kubelet: {...}, argocd: {...}, serviceChainControllers: bool, dpuNodeResources: {...}}`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dpf_core.store.memory import MemoryStore
 from dpf_core.store.protocol import Client, WatchEvent
 
 from .argocd import ArgoCD, ArgoParams, ChartCatalogue
+from .cni import SF_RESOURCE
 from .expect import Invariant
 from .kubelet import Kubelet, KubeletParams
 from .scenario import InvariantSpec, ScenarioError
@@ -47,6 +49,9 @@ HOST_SERVER = "https://10.96.0.1:443"
 HOST_CA = b"twin-host-cluster-ca"
 
 
+DEFAULT_PF_TOTAL_SF = 20  # the default flavor's nvconfig
+
+
 class ServicesParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -54,6 +59,11 @@ class ServicesParams(BaseModel):
     argocd: ArgoParams = Field(default_factory=ArgoParams)
     # None: wire them unless the servicechain attachment (which wires the same controllers) is there too.
     service_chain_controllers: bool | None = Field(default=None, alias="serviceChainControllers")
+    # What a DPU node's kubelet reports when the flavor says nothing: a BlueField-3 of the user guide (16 Arm
+    # cores, 32 GB). A real node always advertises cpu and memory; without them the guide's HBN (6Gi) never fits.
+    # {} leaves such nodes unlimited (until a device plugin advertises anything, which then limits everything).
+    dpu_node_resources: dict[str, str] = Field(default_factory=lambda: {"cpu": "16", "memory": "32Gi"},
+                                               alias="dpuNodeResources")
 
 
 @dataclass
@@ -107,8 +117,11 @@ class Services:
         self.catalogue = ChartCatalogue.from_config(models.get("charts"))
         self.tokens = SimTokenIssuer(twin)
         self.ports = Ports(clusters=twin.ports.clusters, extra={credential_request.TOKEN_ISSUER: self.tokens})
+        # The servicechain attachment brings the CNI model, which plays DPF's SR-IOV device plugin (it advertises
+        # each DPU node's SFs); without it this attachment stands in for the plugin (allocatable_for).
+        self.sf_plugin = any(a.rpartition(".")[2] == "servicechain" for a in twin.config.attachments)
         self.with_chains = (self.params.service_chain_controllers if self.params.service_chain_controllers is not None
-                            else not any(a.rpartition(".")[2] == "servicechain" for a in twin.config.attachments))
+                            else not self.sf_plugin)
         self.manager = self.build_manager()
         twin.driver.add(self.manager)
         self.argocd = ArgoCD(twin.env, twin.host, twin.stores, twin.clock, twin.streams.get("argocd"), self.catalogue,
@@ -153,19 +166,35 @@ class Services:
             self.twin.driver.add(manager)
 
     def allocatable_for(self, node: str) -> dict[str, Any] | None:
-        """A DPU node (named after its DPU) offers its flavor's dpuResources minus systemReservedResources."""
+        """A DPU node (named after its DPU) offers the BlueField's resources; those its flavor's dpuResources name
+        are dpuResources minus systemReservedResources instead. Without the CNI model, also the SFs DPF's
+        sriov-device-plugin component would advertise (`nvidia.com/bf_sf`: the flavor's PF_TOTAL_SF), so pods
+        asking for SFs (HBN) schedule as on a real DPU node."""
         dpu = self.twin.dpu_names.find(node)
-        if dpu is None or not dpu.spec.dpu_flavor:
+        if dpu is None:
             return None
-        flavor = self.twin.host.try_get(DPUFlavor, dpu.spec.dpu_flavor, dpu.namespace)
-        if flavor is None or flavor.spec.dpu_resources is None:
-            return None
-        out: dict[str, Any] = {}
-        reserved = flavor.spec.system_reserved_resources or {}
-        for name, q in flavor.spec.dpu_resources.items():
-            left = parse_quantity(q) - (parse_quantity(reserved[name]) if name in reserved else Fraction(0))
-            out[name] = format_quantity(max(left, Fraction(0)))
-        return out
+        out: dict[str, Any] = dict(self.params.dpu_node_resources)
+        flavor = self.twin.host.try_get(DPUFlavor, dpu.spec.dpu_flavor, dpu.namespace) if dpu.spec.dpu_flavor else None
+        if flavor is not None and flavor.spec.dpu_resources is not None:
+            reserved = flavor.spec.system_reserved_resources or {}
+            for name, q in flavor.spec.dpu_resources.items():
+                left = parse_quantity(q) - (parse_quantity(reserved[name]) if name in reserved else Fraction(0))
+                out[name] = format_quantity(max(left, Fraction(0)))
+        if not self.sf_plugin and SF_RESOURCE not in out:
+            out[SF_RESOURCE] = str(pf_total_sf(flavor))
+        return out or None
+
+
+def pf_total_sf(flavor: DPUFlavor | None) -> int:
+    """The SFs the flavor's nvconfig creates per PF (`PF_TOTAL_SF=`, the last one given); DPF's default flavor's 20
+    when it says nothing."""
+    total = DEFAULT_PF_TOTAL_SF
+    for entry in flavor.spec.nvconfig if flavor is not None else []:
+        for param in entry.parameters:
+            key, _, value = param.partition("=")
+            if key.strip() == "PF_TOTAL_SF" and value.strip().isdigit():
+                total = int(value.strip())
+    return total
 
 
 def attach(twin: Twin) -> Services:
