@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import yaml
 
 from dpf_core.api import admission, registry
+from dpf_core.api.kubeyaml import KubeYamlLoader
 from dpf_core.api.meta import KubeObject
 from dpf_core.errors import ApiError, BadRequest, Invalid
 
@@ -30,7 +31,7 @@ class _Batch:
 def _documents(path: Path) -> Iterator[tuple[int, int, Any]]:
     """(document number from 1, first line, content) for each document; a syntax error propagates."""
     text = path.read_text()
-    loader = yaml.SafeLoader(text)
+    loader = KubeYamlLoader(text)
     try:
         index = 0
         while loader.check_node():

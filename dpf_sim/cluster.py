@@ -4,7 +4,10 @@ controllers see exactly the objects a real cluster would show them."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -13,7 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from dpf_core.api.external import Node, NodeMaintenance, Pod, PodStatus, Secret, Service, TenantControlPlane
+from dpf_core.api.operator import DPFOperatorConfig
+from dpf_core.api.provisioning import ClusterType, DPUCluster, DPUFlavor
 from dpf_core.controllers.hostnetwork import hostnetwork_step
+from dpf_core.controllers.operator_config import DEFAULT_DPU_FLAVOR, default_dpu_flavor
 from dpf_core.errors import ApiError
 from dpf_core.runtime import rfc3339
 from dpf_core.store.memory import MemoryStore
@@ -32,6 +38,9 @@ TWIN_SCHEME = "twin://"
 # is the twin API server's https URL (what kubectl and the operator dial) still resolves in the twin.
 TWIN_CLUSTER_EXTENSION = "twin-cluster"
 HOSTNETWORK_LOOP = 5.0
+# The operator applies a component's manifests on its first reconcile of the DPFOperatorConfig; fixed (no
+# random draw), so runs that bring their own flavor replay the same numbers.
+OPERATOR_APPLY = 5.0
 
 
 class ClusterParams(BaseModel):
@@ -56,36 +65,64 @@ def kubeconfig_for(cluster: str) -> bytes:
     return yaml.safe_dump(doc).encode()
 
 
+# The API server URL of each DPU cluster a user brought (a static DPUCluster's kubeconfig naming a server the
+# twin does not serve), keyed by the store standing in for it; weak, so a finished twin's stores go.
+_user_servers: weakref.WeakKeyDictionary[MemoryStore, str] = weakref.WeakKeyDictionary()
+
+
 class SimClusterClients:
     """dpf_core.ports.ClusterClients: a kubeconfig whose current context's cluster is `twin://<ns>/<name>`
-    (or carries the `twin-cluster` extension naming `<ns>/<name>`) reaches that DPU cluster's store."""
+    (or carries the `twin-cluster` extension naming `<ns>/<name>`) reaches that DPU cluster's store; one
+    naming the server of a user-brought static cluster reaches the store standing in for it."""
 
     def __init__(self, stores: dict[str, MemoryStore]) -> None:
         self.stores = stores
         # Controllers hand over the Secret's bytes on every pass; parse each kubeconfig once.
         self._servers: dict[bytes, str | None] = {}
+        self._urls: dict[bytes, str | None] = {}
 
     def for_kubeconfig(self, kubeconfig: bytes) -> Client | None:
         if kubeconfig not in self._servers:
             self._servers[kubeconfig] = twin_cluster_of(kubeconfig)
         server = self._servers[kubeconfig]
-        return None if server is None else self.stores.get(server)
+        if server is not None:
+            return self.stores.get(server)
+        if kubeconfig not in self._urls:
+            self._urls[kubeconfig] = kubeconfig_server(kubeconfig)
+        url = self._urls[kubeconfig]
+        if url is None:
+            return None
+        return next((store for store in self.stores.values() if _user_servers.get(store) == url), None)
+
+
+def _current_cluster(kubeconfig: bytes) -> dict[str, Any] | None:
+    """The cluster entry of a kubeconfig's current context (the first cluster when it names no context)."""
+    try:
+        doc = yaml.safe_load(kubeconfig)
+        clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
+        current = doc.get("current-context")
+        if current:
+            ctx = next((c.get("context") or {} for c in doc.get("contexts") or [] if c.get("name") == current), None)
+            return None if ctx is None else clusters.get(ctx.get("cluster"))
+        if doc.get("clusters"):
+            return dict(doc["clusters"][0].get("cluster") or {})
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return None
+    return None
+
+
+def kubeconfig_server(kubeconfig: bytes) -> str | None:
+    """The API server URL a kubeconfig's current context dials."""
+    entry = _current_cluster(kubeconfig)
+    server = entry.get("server") if isinstance(entry, dict) else None
+    return str(server) if server else None
 
 
 def twin_cluster_of(kubeconfig: bytes) -> str | None:
     """The twin store a kubeconfig points at: its current context's cluster (the first cluster when it
     names no context), by the `twin-cluster` extension or a `twin://` server; None when it is not the twin's."""
+    entry = _current_cluster(kubeconfig)
     try:
-        doc = yaml.safe_load(kubeconfig)
-        clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
-        current = doc.get("current-context")
-        entry: dict[str, Any] | None = None
-        if current:
-            ctx = next((c.get("context") or {} for c in doc.get("contexts") or [] if c.get("name") == current), None)
-            if ctx is not None:
-                entry = clusters.get(ctx.get("cluster"))
-        elif doc.get("clusters"):
-            entry = doc["clusters"][0].get("cluster") or {}
         if entry is None:
             return None
         for ext in entry.get("extensions") or []:
@@ -145,6 +182,8 @@ class ClusterWorld:
         # twin (dpf serve renders kubeconfigs naming its API server).
         self.kubeconfig_hook: Callable[[str], bytes] | None = None
         host.subscribe(self._on_host_event, [Pod, Service, TenantControlPlane, NodeMaintenance])
+        host.subscribe(self._on_static_cluster_event, [DPUCluster, Secret])
+        host.subscribe(self._on_operator_config, [DPFOperatorConfig])
         bluefields.on_booted = self._on_dpu_booted
 
     def admin_kubeconfig(self, cluster: str) -> bytes:
@@ -177,6 +216,67 @@ class ClusterWorld:
             self.env.process(self._kamaji(o.namespace or "", o.name))
         elif isinstance(o, NodeMaintenance) and ev.type == "ADDED":
             self.env.process(self._drain(o.namespace or "", o.name))
+
+    def _on_operator_config(self, ev: WatchEvent) -> None:
+        """The DPF operator's provisioning-controller component includes the default DPUFlavor
+        `dpf-provisioning-hbn-ovn` in the operator namespace, so DPF's own DPUSet fixtures (which name it
+        and do not ship it) provision. The twin runs no operator in a provisioning run: this stands in."""
+        o = ev.object
+        if ev.type != "ADDED" or not isinstance(o, DPFOperatorConfig):
+            return
+        paused = o.spec.overrides is not None and o.spec.overrides.paused
+        if paused or o.spec.provisioning_controller.disable:
+            return
+        self.env.process(self._apply_default_flavor(o.namespace or "default"))
+
+    def _apply_default_flavor(self, ns: str) -> Generator[Any, Any, None]:
+        yield self.env.timeout(OPERATOR_APPLY)
+        if self.host.try_get(DPUFlavor, DEFAULT_DPU_FLAVOR, ns) is not None:
+            return  # the user's own flavor of that name wins (the operator controller does the same)
+        with contextlib.suppress(ApiError):
+            self.host.create(default_dpu_flavor(ns))
+
+    def _on_static_cluster_event(self, ev: WatchEvent) -> None:
+        """A static DPUCluster is one the user built: its kubeconfig Secret names a running API server. When
+        that server is none the twin serves, the twin stands up the user's cluster as a store named after
+        the DPUCluster (`<namespace>/<name>`), so DPF's health check and the DPUs' kubeadm join reach it."""
+        if ev.type == "DELETED":
+            return
+        o = ev.object
+        if isinstance(o, DPUCluster):
+            clusters = [o]
+        elif isinstance(o, Secret):
+            clusters = [dc for dc in self.host.list(DPUCluster, o.namespace) if dc.spec.kubeconfig == o.name]
+        else:
+            return
+        for dc in clusters:
+            if dc.spec.type == ClusterType.STATIC.value and dc.spec.kubeconfig and not dc.metadata.deletion_timestamp:
+                self._bring_user_cluster(dc)
+
+    def _bring_user_cluster(self, dc: DPUCluster) -> None:
+        secret = self.host.try_get(Secret, dc.spec.kubeconfig or "", dc.namespace)
+        if secret is None:
+            return
+        if "admin.conf" in secret.data:
+            try:
+                kubeconfig = base64.b64decode(secret.data["admin.conf"], validate=True)
+            except (binascii.Error, ValueError):
+                return
+        elif "admin.conf" in secret.string_data:
+            # The store keeps stringData as written; DPF's health check reads it the same way.
+            kubeconfig = secret.string_data["admin.conf"].encode()
+        else:
+            return
+        if twin_cluster_of(kubeconfig) is not None:
+            return  # a twin-served cluster (pre-provisioned, or served by `dpf serve`): nothing to stand up
+        url = kubeconfig_server(kubeconfig)
+        if url is None:
+            return
+        cluster = f"{dc.namespace}/{dc.name}"
+        store = self.dpu_clusters.get(cluster)
+        if store is None:
+            store = self.new_store(cluster)
+        _user_servers[store] = url
 
     def _dpu_of(self, pod: Pod) -> str | None:
         for ref in pod.metadata.owner_references:
@@ -320,6 +420,4 @@ class ClusterWorld:
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode()

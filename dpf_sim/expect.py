@@ -11,10 +11,11 @@ register it with `@register_invariant("myName")`, or name it in a scenario as `t
 
 from __future__ import annotations
 
+import enum
 import importlib
 import itertools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,7 +34,7 @@ from dpf_core.errors import ApiError
 from dpf_core.store.protocol import WatchEvent
 from dpf_core.store.selectors import EVERYTHING, LabelMatcher, compile_label_selector
 
-from .scenario import AwaitSpec, InvariantSpec, ScenarioError, TraceSpec, field_attrs
+from .scenario import MAP_KEY_PREFIX, AwaitSpec, InvariantSpec, ScenarioError, TraceSpec, field_attrs
 
 if TYPE_CHECKING:
     from .twin import Twin
@@ -191,7 +192,7 @@ class AwaitCheck(Check):
             attrs = field_attrs(cls, dotted)
             if attrs is None:
                 raise ValueError(f"{cls.KIND.kind} has no field {dotted}")
-            self.fields.append((attrs, want))
+            self.fields.append((attrs, _wire_text(want)))
         self.condition = spec.condition_parts()
         self.in_scope: set[ObjKey] = set()
         self.satisfied: set[ObjKey] = set()
@@ -298,12 +299,22 @@ class AwaitCheck(Check):
 
 def _field_text(obj: Any, attrs: tuple[str, ...]) -> str | None:
     for a in attrs:
-        obj = getattr(obj, a, None)
+        if a.startswith(MAP_KEY_PREFIX):
+            obj = obj.get(a[len(MAP_KEY_PREFIX):]) if isinstance(obj, Mapping) else None
+        else:
+            obj = getattr(obj, a, None)
         if obj is None:
             return None
-    if isinstance(obj, bool):
-        return "true" if obj else "false"
-    return str(obj)
+    return _wire_text(obj)
+
+
+def _wire_text(value: Any) -> str:
+    """A field value as YAML would spell it, so `fields: {spec.automaticNodeReboot: true}` and `"true"` agree."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)
 
 
 # --- invariants ---------------------------------------------------------------------------------------------

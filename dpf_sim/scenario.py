@@ -34,6 +34,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
 from dpf_core.api import admission, registry
+from dpf_core.api.kubeyaml import KubeYamlLoader
 from dpf_core.api.meta import KubeObject, Model
 from dpf_core.errors import ApiError, Invalid
 from dpf_core.runtime import parse_rfc3339
@@ -192,8 +193,10 @@ class AwaitSpec(Model):
         default=None, description='a label selector ("app=x,tier in (a,b)") or matchLabels'
     )
     names: list[str] | None = None
-    fields: dict[str, str] | None = Field(
-        default=None, description='only objects whose wire fields have these values, e.g. {"spec.bfb": "bf-bundle-2"}'
+    fields: dict[str, str | bool | int] | None = Field(
+        default=None,
+        description='only objects whose wire fields have these values, e.g. {"spec.bfb": "bf-bundle-2"}; a map '
+                    'field takes one key after it: {"status.dpuStatistics.Ready": 4}',
     )
     phase: str | None = None
     condition: str | None = Field(default=None, description='"Ready=True" (a bare type means =True)')
@@ -443,8 +446,10 @@ class _Doc:
     duplicates: list[tuple[FieldPath, int]]
 
 
+
+
 def _compose(text: str) -> tuple[yaml.Node | None, yaml.SafeLoader]:
-    loader = yaml.SafeLoader(text)
+    loader = KubeYamlLoader(text)
     return loader.get_single_node(), loader
 
 
@@ -720,7 +725,8 @@ def field_attrs(cls: type[Any], dotted: str) -> tuple[str, ...] | None:
     model has no such field. Walks declared model types only (a dict or list ends the walk)."""
     attrs: list[str] = []
     model: Any = cls
-    for part in dotted.split("."):
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
         fields = getattr(model, "model_fields", None)
         if not fields:
             return None
@@ -729,8 +735,26 @@ def field_attrs(cls: type[Any], dotted: str) -> tuple[str, ...] | None:
             return None
         attrs.append(found)
         ann = fields[found].annotation
+        if _is_map(ann) and i + 1 < len(parts):
+            # The rest is one map key (label keys such as `provisioning.dpu.nvidia.com/host` hold dots).
+            attrs.append(MAP_KEY_PREFIX + ".".join(parts[i + 1:]))
+            return tuple(attrs)
         model = next((t for t in (ann, *typing.get_args(ann)) if isinstance(t, type) and hasattr(t, "model_fields")), None)
     return tuple(attrs)
+
+
+# Marks a map key in field_attrs' answer: no Python attribute name starts with it.
+MAP_KEY_PREFIX = "["
+
+
+def _is_map(ann: Any) -> bool:
+    """A dict field, bare or inside Optional/Annotated (StrMap, dict[str, int] | None)."""
+    for t in (ann, *typing.get_args(ann)):
+        if t is dict or typing.get_origin(t) is dict:
+            return True
+        if typing.get_origin(t) is typing.Annotated and _is_map(typing.get_args(t)[0]):
+            return True
+    return False
 
 
 def _has_phase(cls: type[KubeObject]) -> bool:
@@ -804,7 +828,7 @@ def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list
         problems.add(ref, f"manifest file {file}: {e.strerror or e}")
         return []
     out: list[dict[str, Any]] = []
-    loader = yaml.SafeLoader(text)
+    loader = KubeYamlLoader(text)
     try:
         number = 0
         while loader.check_node():

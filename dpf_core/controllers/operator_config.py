@@ -68,7 +68,7 @@ from dpf_core.api.svc import (
     DPUServiceInterface,
     DPUServiceIPAM,
 )
-from dpf_core.errors import NotFound
+from dpf_core.errors import AlreadyExists, NotFound
 from dpf_core.runtime import DONE, Context, Controller, Request, Result, Watch, event_types, from_object
 
 from .mirror import apply
@@ -92,6 +92,57 @@ DELETION_STAGES: tuple[tuple[type[KubeObject], ...], ...] = (
     (DPUService, DPUServiceCredentialRequest),
     (DPUCluster, DPUSet, BFB, DPUFlavor),
 )
+
+
+# The DPUFlavor the provisioning-controller component ships (its manifests hold it, in the operator namespace):
+# the user guide's HBN + OVN flavor, which DPF's own DPUSet samples and fixtures name without shipping it.
+DEFAULT_DPU_FLAVOR = "dpf-provisioning-hbn-ovn"
+
+
+def default_dpu_flavor_spec() -> dict[str, Any]:
+    """The wire spec of DEFAULT_DPU_FLAVOR, as DPF v24.10's provisioning-controller manifests carry it."""
+    other_config = [("doca-init", "true"), ("dpdk-max-memzones", "50000"), ("hw-offload", "true"),
+                    ("pmd-quiet-idle", "true"), ("max-idle", "20000"), ("max-revalidator", "5000"),
+                    ("ctl-pipe-size", "1024")]
+    vsctl = "_ovs-vsctl"
+    script = [
+        "_ovs-vsctl() {", '  ovs-vsctl --no-wait --timeout 15 "$@"', "}", "",
+        *(f"{vsctl} set Open_vSwitch . other_config:{k}={v}" for k, v in other_config),
+        *(f"{vsctl} --if-exists del-br {br}" for br in ("ovsbr1", "ovsbr2")),
+        f"{vsctl} --may-exist add-br br-sfc",
+        f"{vsctl} set bridge br-sfc datapath_type=netdev",
+        f"{vsctl} set bridge br-sfc fail_mode=secure",
+        f"{vsctl} --may-exist add-port br-sfc p0",
+        f"{vsctl} set Interface p0 type=dpdk",
+        f"{vsctl} set Port p0 external_ids:dpf-type=physical",
+        "",
+        f"{vsctl} set Open_vSwitch . external-ids:ovn-bridge-datapath-type=netdev",
+        f"{vsctl} --may-exist add-br br-ovn",
+        f"{vsctl} set bridge br-ovn datapath_type=netdev",
+        f"{vsctl} --may-exist add-port br-ovn pf0hpf",
+        f"{vsctl} set Interface pf0hpf type=dpdk",
+    ]
+    mellanox = {"mlnx-bf.conf": 'ALLOW_SHARED_RQ="no"\nIPSEC_FULL_OFFLOAD="no"\nENABLE_ESWITCH_MULTIPORT="yes"\n',
+                "mlnx-ovs.conf": 'CREATE_OVS_BRIDGES="no"\n', "mlnx-sf.conf": ""}
+    return {
+        "bfcfgParameters": ["UPDATE_ATF_UEFI=yes", "UPDATE_DPU_OS=yes", "WITH_NIC_FW_UPDATE=yes"],
+        "configFiles": [{"path": f"/etc/mellanox/{name}", "operation": "override", "raw": raw, "permissions": "0644"}
+                        for name, raw in mellanox.items()],
+        "grub": {"kernelParameters": ["console=hvc0", "console=ttyAMA0", "earlycon=pl011,0x13010000", "fixrttc",
+                                      "net.ifnames=0", "biosdevname=0", "iommu.passthrough=1",
+                                      "cgroup_no_v1=net_prio,net_cls", "hugepagesz=2048kB", "hugepages=3072"]},
+        "nvconfig": [{"device": "*", "parameters": [
+            "PF_BAR2_ENABLE=0", "PER_PF_NUM_SF=1", "PF_TOTAL_SF=20", "PF_SF_BAR_SIZE=10", "NUM_PF_MSIX_VALID=0",
+            "PF_NUM_PF_MSIX_VALID=1", "PF_NUM_PF_MSIX=228", "INTERNAL_CPU_MODEL=1", "INTERNAL_CPU_OFFLOAD_ENGINE=0",
+            "SRIOV_EN=1", "NUM_OF_VFS=46", "LAG_RESOURCE_ALLOCATION=1"]}],
+        "ovs": {"rawConfigScript": "\n".join(script) + "\n"},
+    }
+
+
+def default_dpu_flavor(namespace: str) -> DPUFlavor:
+    return DPUFlavor.model_validate({
+        "apiVersion": "provisioning.dpu.nvidia.com/v1alpha1", "kind": "DPUFlavor",
+        "metadata": {"name": DEFAULT_DPU_FLAVOR, "namespace": namespace}, "spec": default_dpu_flavor_spec()})
 
 
 @dataclass(frozen=True)
@@ -240,12 +291,23 @@ class OperatorConfigReconciler(FinalizerReconciler[DPFOperatorConfig]):
         for component in DPU_COMPONENTS:
             if component in enabled:
                 apply(ctx.client, self.render_dpu_service(config, component))
+        if PROVISIONING_CONTROLLER_NAME in enabled:
+            self._default_flavor(ctx, config)
         # The ApplySet prune: component objects of components no longer rendered go.
         for cls in (Deployment, DaemonSet, DPUService):
             for o in ctx.client.list(cls, config.namespace):
                 if is_system_component(o) and o.metadata.labels[DPF_COMPONENT_LABEL_KEY] not in enabled:
                     with contextlib.suppress(NotFound):
                         ctx.client.delete(cls, o.name, o.namespace)
+
+    def _default_flavor(self, ctx: Context, config: DPFOperatorConfig) -> None:
+        """Created when absent and never rewritten: a DPUFlavor's spec is immutable (the webhook would refuse
+        DPF's re-apply too), and a user's flavor of that name is theirs. Not pruned with the component: DPUs
+        may still name it."""
+        ns = config.namespace or "default"
+        if ctx.client.try_get(DPUFlavor, DEFAULT_DPU_FLAVOR, ns) is None:
+            with contextlib.suppress(AlreadyExists):
+                ctx.client.create(default_dpu_flavor(ns))
 
     def _components_ready(self, ctx: Context, config: DPFOperatorConfig, now: str) -> bool:
         unready: list[str] = []

@@ -28,6 +28,7 @@ import yaml
 from aiohttp import web
 
 from dpf_core.api import admission
+from dpf_core.api.kubeyaml import KubeYamlLoader
 from dpf_core.api.meta import KubeObject
 from dpf_core.errors import ApiError, BadRequest, FieldCause, Gone, Invalid, NotFound
 from dpf_core.runtime import parse_rfc3339, rfc3339
@@ -312,15 +313,8 @@ def check_read_rv(store: MemoryStore, rv: str) -> None:
         raise ResourceVersionTooLarge(f"Too large resource version: {wanted}, current: {current}")
 
 
-class _YamlLoader(yaml.SafeLoader):
+class _YamlLoader(KubeYamlLoader):
     """YAML as sigs.k8s.io/yaml reads it (YAML -> JSON): no timestamps (they stay strings), keys are strings."""
-
-
-# Drop the timestamp resolver: `2001-12-14` is the string a Go client means, not a date JSON cannot carry.
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 def _yaml_mapping(loader: _YamlLoader, node: yaml.MappingNode) -> dict[str, Any]:

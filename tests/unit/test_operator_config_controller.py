@@ -10,7 +10,7 @@ from svc_world import OP_NS, World
 from dpf_core.api.conditions import get_condition
 from dpf_core.api.external import DaemonSet, Deployment, Secret
 from dpf_core.api.operator import DPFOperatorConfig
-from dpf_core.api.provisioning import BFB, DPUSet
+from dpf_core.api.provisioning import BFB, DPUFlavor, DPUSet
 from dpf_core.api.svc import DPUService, DPUServiceChain
 from dpf_core.controllers import operator_config
 from dpf_core.controllers.operator_config import parse_helm_chart
@@ -141,3 +141,27 @@ def test_deletion_goes_stage_by_stage_and_components_last() -> None:
                           (DPUService, "multus", OP_NS), (Deployment, "provisioning-controller", OP_NS),
                           (DPFOperatorConfig, "dpfoperatorconfig", OP_NS)):
         assert w.host.try_get(cls, name, ns) is None, (cls.KIND.kind, name)
+
+
+def test_the_provisioning_controller_ships_the_default_dpu_flavor() -> None:
+    w = world()
+    assert w.run() == 0
+    flavor = w.host.get(DPUFlavor, operator_config.DEFAULT_DPU_FLAVOR, OP_NS)
+    assert flavor.spec.bfcfg_parameters == ["UPDATE_ATF_UEFI=yes", "UPDATE_DPU_OS=yes", "WITH_NIC_FW_UPDATE=yes"]
+    script = flavor.spec.ovs.raw_config_script if flavor.spec.ovs is not None else ""
+    assert "_ovs-vsctl set Port p0 external_ids:dpf-type=physical" in script
+    assert script.rstrip().endswith("_ovs-vsctl set Interface pf0hpf type=dpdk")
+    assert [f.path for f in flavor.spec.config_files] == [
+        "/etc/mellanox/mlnx-bf.conf", "/etc/mellanox/mlnx-ovs.conf", "/etc/mellanox/mlnx-sf.conf"]
+
+
+def test_a_users_flavor_of_that_name_is_kept_and_a_disabled_provisioning_controller_ships_none() -> None:
+    w = world()
+    mine = DPUFlavor.new(operator_config.DEFAULT_DPU_FLAVOR, OP_NS, spec={"bfcfgParameters": ["MINE=1"]})
+    w.host.create(mine)
+    w.run()
+    assert w.host.get(DPUFlavor, operator_config.DEFAULT_DPU_FLAVOR, OP_NS).spec.bfcfg_parameters == ["MINE=1"]
+
+    off = world(provisioningController={"bfbPVCName": "bfb-pvc", "disable": True})
+    off.run()
+    assert off.host.list(DPUFlavor) == []
