@@ -18,6 +18,7 @@ a burst of changes costs one pass. Each pass is idempotent: it writes only what 
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from collections.abc import Callable, Generator, Iterable, Mapping
 from fractions import Fraction
@@ -127,9 +128,20 @@ def pod_requests(pod_spec: Mapping[str, Any]) -> Resources:
 
 
 def allocatable_of(node: Node) -> Resources | None:
-    if not node.status.allocatable:
+    allocatable = node.status.allocatable
+    if not allocatable:
         return None
-    return {k: parse_quantity(v if isinstance(v, int) else str(v)) for k, v in node.status.allocatable.items()}
+    try:
+        parsed = _parsed_allocatable(tuple(allocatable.items()))
+    except TypeError:  # an unhashable quantity: parsed as it comes
+        return {k: parse_quantity(v if isinstance(v, int) else str(v)) for k, v in allocatable.items()}
+    return dict(parsed)  # the caller's own: a pass subtracts its pods' requests from it
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_allocatable(items: tuple[tuple[str, Any], ...]) -> Resources:
+    # A pass parses every node's allocatable, and a DPU cluster's nodes mostly advertise the same few.
+    return {k: parse_quantity(v if isinstance(v, int) else str(v)) for k, v in items}
 
 
 def shortfall(requests: Resources, free: Resources | None) -> list[str]:

@@ -50,7 +50,7 @@ from dpf_core.api.conditions import (
     summarize_ready,
 )
 from dpf_core.api.external import Namespace, Node, TenantControlPlane
-from dpf_core.api.meta import Condition, KubeObject
+from dpf_core.api.meta import Condition, KubeObject, shallow_copy
 from dpf_core.api.provisioning import DPUCluster
 from dpf_core.errors import AlreadyExists, NotFound
 from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result, Watch, labels_changed, owner
@@ -158,7 +158,7 @@ def with_metadata(obj: T, **changes: Any) -> T:
     """`obj` (a store snapshot) with `changes` to its metadata, for `client.update` only: everything else
     stays shared with the read-only snapshot, since a store copies what it admits (MemoryStore's admission,
     a real API server's JSON) and never edits its argument. `changes` must be the caller's own values."""
-    return obj.model_copy(update={"metadata": obj.metadata.model_copy(update=changes)})
+    return shallow_copy(obj, {"metadata": shallow_copy(obj.metadata, changes)})
 
 
 def editable(obj: T) -> T:
@@ -167,12 +167,12 @@ def editable(obj: T) -> T:
     A whole deep copy per pass costs more than the pass's writes."""
     meta = obj.metadata
     update: dict[str, Any] = {
-        "metadata": meta.model_copy(update={"finalizers": list(meta.finalizers), "labels": dict(meta.labels)})
+        "metadata": shallow_copy(meta, {"finalizers": list(meta.finalizers), "labels": dict(meta.labels)})
     }
     status = getattr(obj, "status", None)
     if status is not None:
         update["status"] = status.clone()
-    return obj.model_copy(update=update)
+    return shallow_copy(obj, update)
 
 
 def write(ctx: Context, original: T, new: T) -> T:
@@ -187,7 +187,7 @@ def write(ctx: Context, original: T, new: T) -> T:
             return current  # gone: no status to write
     status = status_of(new)
     if status != status_of(current):
-        current = ctx.client.update_status(current.with_status(status))
+        current = ctx.client.update_status(shallow_copy(current, {"status": status}))  # = with_status
     return current
 
 

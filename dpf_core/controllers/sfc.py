@@ -50,7 +50,7 @@ from dpf_core.api.conditions import (
     set_condition,
 )
 from dpf_core.api.external import Pod
-from dpf_core.api.meta import ConditionStatus, KubeObject
+from dpf_core.api.meta import ConditionStatus, KubeObject, shallow_copy
 from dpf_core.api.svc import (
     FINALIZER_SERVICE_INTERFACE,
     INTERFACE_TYPE_OVN,
@@ -70,7 +70,7 @@ from dpf_core.runtime import DONE, Context, Controller, Lister, Request, Result,
 from dpf_core.store.protocol import WatchEvent
 from dpf_core.store.selectors import compile_label_selector
 
-from .mirror import editable, with_metadata, write
+from .mirror import with_metadata
 from .options import SfcOptions
 
 NAME = "sfc"
@@ -190,37 +190,64 @@ def _ovs(ctx: Context) -> Ovs:
     return ovs
 
 
+def _iface_ids(row: Mapping[str, Any]) -> Mapping[str, str]:
+    """`PortRow.of(row).iface_external_ids` without building the row."""
+    if "iface_external_ids" in row:
+        ids = row["iface_external_ids"] or {}
+    elif "interface_external_ids" in row:
+        ids = row["interface_external_ids"] or {}
+    else:
+        ids = row.get("external_ids") or {}
+    return ids if type(ids) is dict else dict(ids)
+
+
 class OvsView:
-    """The rows of a few bridges, read once per pass."""
+    """The rows of a few bridges, read once per pass, on the pass's first lookup (as DPF asks OVS only once
+    it has the ServiceInterface: a chain pass that finds none reads nothing). A `PortRow` is built only for
+    the rows a lookup returns: a chain pass asks for a few of every row it reads."""
 
     def __init__(self, ovs: Ovs, bridges: Iterable[str]) -> None:
-        self.rows: dict[str, list[PortRow]] = {}
-        for bridge in bridges:
-            try:
-                self.rows[bridge] = [PortRow.of(r) for r in ovs.ports(bridge)]
-            except Exception:
-                if bridge == SFC_BRIDGE:
-                    raise
-                self.rows[bridge] = []  # br-hbn exists only in HBN setups
+        self._ovs = ovs
+        self._bridges = tuple(bridges)
+        self._raw: dict[str, list[Mapping[str, Any]]] | None = None
+
+    def _read(self) -> dict[str, list[Mapping[str, Any]]]:
+        raw = self._raw
+        if raw is None:
+            raw = {}
+            for bridge in self._bridges:
+                try:
+                    raw[bridge] = list(self._ovs.ports(bridge))
+                except Exception:
+                    if bridge == SFC_BRIDGE:
+                        raise
+                    raw[bridge] = []  # br-hbn exists only in HBN setups
+            self._raw = raw
+        return raw
+
+    @property
+    def rows(self) -> dict[str, list[PortRow]]:
+        return {bridge: [PortRow.of(r) for r in rows] for bridge, rows in self._read().items()}
 
     def find(self, bridge: str, name: str) -> PortRow | None:
-        for row in self.rows.get(bridge, ()):
-            if row.name == name:
-                return row
+        for row in self._read().get(bridge, ()):
+            if str(row.get("name", "")) == name:
+                return PortRow.of(row)
         return None
 
     def ofport_of(self, key: str) -> int:
         """findInterface: the unique Interface with `dpf-id=<key>`; on br-sfc its ofport, elsewhere the ofport of
         the br-sfc patch port `p<name>brsfc`."""
         matches = [
-            (bridge, row)
-            for bridge, rows in self.rows.items()
-            for row in rows
-            if row.iface_external_ids.get(EXTERNAL_ID_DPF_ID) == key
+            (bridge, raw)
+            for bridge, rows in self._read().items()
+            for raw in rows
+            if _iface_ids(raw).get(EXTERNAL_ID_DPF_ID) == key
         ]
         if len(matches) != 1:
             raise LookupError(f"failed to find matching interface with external_ids :map[{EXTERNAL_ID_DPF_ID}:{key}]")
-        bridge, row = matches[0]
+        bridge, raw = matches[0]
+        row = PortRow.of(raw)
         if bridge != SFC_BRIDGE:
             patch = f"p{row.name}brsfc"
             found = self.find(SFC_BRIDGE, patch)
@@ -239,6 +266,23 @@ def _set_ready(obj: ServiceInterface | ServiceChain, status: ConditionStatus, re
     generation = obj.metadata.generation
     set_condition(obj.status.conditions, TYPE_READY, status, reason, message, now, generation)
     obj.status.observed_generation = generation
+
+
+def _ready_status(obj: ServiceInterface | ServiceChain, status: ConditionStatus, reason: str, message: str, now: str) -> Any:
+    """`obj.status` as `_set_ready` leaves it, built without copying `obj` (a store snapshot): a new status and
+    conditions list; the Ready condition, when it changes, is an edited copy, the others stay shared with the
+    snapshot (read-only), so the store's status write copies only what moved. Every pass that writes its Ready
+    paid a copy of the object's metadata and of its whole status before."""
+    generation = obj.metadata.generation
+    conditions = list(obj.status.conditions)
+    set_condition(conditions, TYPE_READY, status, reason, message, now, generation, copy_on_write=True)
+    return shallow_copy(obj.status, {"conditions": conditions, "observed_generation": generation})
+
+
+def _write_status(ctx: Context, current: ServiceInterface | ServiceChain, status: Any) -> None:
+    """`mirror.write` of a pass that changed only the status: the status subresource, when it changed."""
+    if status != current.status:
+        ctx.client.update_status(shallow_copy(current, {"status": status}))
 
 
 def _ready_as(obj: ServiceInterface | ServiceChain, status: ConditionStatus, reason: str, message: str) -> bool:
@@ -375,27 +419,56 @@ class NodeObjects:
         self.chains: dict[_ObjKey, ServiceChain] = {}
         self.interfaces_live = False
         self.chains_live = False
+        # The tables in key order (chains: the programmed ones only), kept until the table changes: every
+        # ServiceInterface event and chain lookup of the node walks them in that order, and they change far
+        # less often than they are read. The tables are written through `_feed` and `reset` only.
+        self._sorted_interfaces: list[tuple[_ObjKey, ServiceInterface]] | None = None
+        self._programmed_chains: list[tuple[_ObjKey, ServiceChain]] | None = None
 
     def reset(self, kind: type[KubeObject]) -> None:
         with self.lock:
             if kind is ServiceInterface:
                 self.interfaces.clear()
                 self.interfaces_live = False
+                self._sorted_interfaces = None
             else:
                 self.chains.clear()
                 self.chains_live = False
+                self._programmed_chains = None
+
+    def _interfaces_in_order(self) -> list[tuple[_ObjKey, ServiceInterface]]:
+        """`sorted(self.interfaces.items())`; call under `lock`."""
+        view = self._sorted_interfaces
+        if view is None:
+            view = self._sorted_interfaces = sorted(self.interfaces.items())
+        return view
+
+    def _programmed_in_order(self) -> list[tuple[_ObjKey, ServiceChain]]:
+        """The programmed chains (`_programmed`) in key order; call under `lock`."""
+        view = self._programmed_chains
+        if view is None:
+            view = self._programmed_chains = sorted((k, sc) for k, sc in self.chains.items() if _programmed(sc))
+        return view
 
     def _feed(self, table: dict[_ObjKey, Any], ev: WatchEvent) -> None:
         obj = ev.object
         key = (obj.metadata.namespace or "", obj.name)
         with self.lock:
             if ev.type == "DELETED" or getattr(obj.spec, "node", None) != self.node_name:  # type: ignore[attr-defined]
-                table.pop(key, None)
+                if table.pop(key, None) is not None:
+                    self._changed(table)
                 return
             prev = table.get(key)
             if prev is not None and not _rv_newer_or_same(prev, obj):
                 return
             table[key] = obj
+            self._changed(table)
+
+    def _changed(self, table: dict[_ObjKey, Any]) -> None:
+        if table is self.interfaces:
+            self._sorted_interfaces = None
+        else:
+            self._programmed_chains = None
 
     # -- watch mappers that enqueue nothing --
     def on_interface(self, ev: WatchEvent) -> list[Request]:
@@ -418,12 +491,12 @@ class NodeObjects:
         with self.lock:
             if not self.interfaces_live:
                 return None
-            candidates = sorted(
+            candidates = [
                 (key, si)
-                for key, si in self.interfaces.items()
+                for key, si in self._interfaces_in_order()
                 if (namespace is None or key[0] == namespace)
                 and (matcher is None or matcher.matches(si.metadata.labels))
-            )
+            ]
         found: list[ServiceInterface] = []
         for (ns, name), _cached in candidates:
             current = ctx.client.try_get(ServiceInterface, name, ns or None)
@@ -441,7 +514,7 @@ class NodeObjects:
         one of `dpf_ids` (an id that names no ServiceInterface here, such as a pod interface's, concerns them
         all; an interface without one, "", none: a chain finds its members by `dpf-id`)."""
         with self.lock:
-            chains = sorted((key, sc) for key, sc in self.chains.items() if _programmed(sc))
+            chains = self._programmed_in_order()
             if dpf_ids is None and cookies is None:
                 return [Request(ns or None, name) for (ns, name), _ in chains]
             wanted = set(cookies or ())
@@ -487,7 +560,7 @@ class NodeObjects:
         if not sides:
             return []
         with self.lock:
-            chains = sorted((key, sc) for key, sc in self.chains.items() if key[0] == namespace and _programmed(sc))
+            chains = [(key, sc) for key, sc in self._programmed_in_order() if key[0] == namespace]
         woken: list[Request] = []
         for (ns, name), sc in chains:
             for switch in sc.spec.switches:
@@ -606,13 +679,15 @@ class ServiceInterfaceReconciler:
             outcome = self._readiness(ctx, ovs, si)
         if not finalize and _ready_as(si, *outcome):
             return Result(requeue_after=requeue)  # nothing to write: no copy either
-        new = editable(si)
-        if finalize:
-            new.metadata.finalizers.append(FINALIZER_SERVICE_INTERFACE)
-        status, reason, message = outcome
-        _set_ready(new, status, reason, message, now)
+        status = _ready_status(si, outcome[0], outcome[1], outcome[2], now)
         try:
-            write(ctx, si, new)
+            current = si
+            if finalize:  # as mirror.write: metadata first, then the status subresource
+                current = ctx.client.update(
+                    with_metadata(si, finalizers=[*si.metadata.finalizers, FINALIZER_SERVICE_INTERFACE],
+                                  labels=dict(si.metadata.labels))
+                )
+            _write_status(ctx, current, status)
         except Exception as e:
             ctx.log.error("ServiceInterface %s: failed to write: %s", req, e)
             return Result(requeue_after=REQUEUE_ERROR)
@@ -719,11 +794,8 @@ class ServiceChainReconciler:
         requeue = self.options.chain_requeue if outcome[0] == "True" else self.options.chain_retry
         if _ready_as(sc, *outcome):
             return Result(requeue_after=requeue)  # the re-apply of a programmed chain writes nothing
-        new = editable(sc)
-        status, reason, message = outcome
-        _set_ready(new, status, reason, message, now)
         try:
-            write(ctx, sc, new)
+            _write_status(ctx, sc, _ready_status(sc, outcome[0], outcome[1], outcome[2], now))
         except Exception as e:
             ctx.log.error("ServiceChain %s: failed to write status: %s", req, e)
             return Result(requeue_after=self.options.chain_retry)
