@@ -18,6 +18,12 @@ workload is fully ready, else Progressing). A chart missing from the catalogue (
 project) leaves the Application Degraded with a ComparisonError condition saying why, as a failed fetch does.
 `argocd.argoproj.io/skip-reconcile: "true"` stops all of it. Deleting an Application with the resources
 finalizer deletes its workloads first.
+
+With `deleted_control_planes_unreachable`, a Kamaji DPU cluster whose TenantControlPlane was deleted has no API
+server any more, while its Argo cluster
+Secret (owned by the DPFOperatorConfig) stays: ArgoCD still finds the destination but cannot reach it, so a sync
+ends in a ComparisonError and an Application being deleted keeps its resources finalizer (ArgoCD retries the
+cascade; the user removes the finalizer by hand). Only a destination that is unknown altogether lets it go.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ from dpf_core.api.external import (
     Deployment,
     Namespace,
     Secret,
+    TenantControlPlane,
 )
 from dpf_core.api.meta import KubeObject
 from dpf_core.api.svc import LABEL_DPU_CLUSTER
-from dpf_core.errors import AlreadyExists, ApiError
+from dpf_core.errors import AlreadyExists, ApiError, ServiceUnavailable
 from dpf_core.runtime import rfc3339
 from dpf_core.store.memory import MemoryStore
 from dpf_core.store.protocol import WatchEvent
@@ -87,6 +94,10 @@ class ArgoParams(BaseModel):
     sync_delay: Duration = Duration.of("3s")
     # A sync the destination's API server failed is compared again on ArgoCD's reconciliation timeout.
     resync: Duration = Duration.of("180s")
+    # A Kamaji DPU cluster whose TenantControlPlane is deleted has no API server: ArgoCD cannot reach it. Off by
+    # default for now: the twin's DPFOperatorConfig teardown deletes the DPUClusters before the system
+    # DPUServices (docs/differences.md), whose Applications would then wait for a hand-removed finalizer.
+    deleted_control_planes_unreachable: bool = False
 
 
 def _norm(url: str) -> str:
@@ -199,7 +210,10 @@ class ArgoCD:
         # How ArgoCD reaches a destination store (name, store) -> client: faults put a browned-out API server
         # in between (dpf_sim.faults); None = directly.
         self.reach: Callable[[str, MemoryStore], Any] | None = None
+        # Stores of Kamaji DPU clusters whose TenantControlPlane was deleted: their API server is gone.
+        self.down: set[str] = set()
         host.subscribe(self._on_application, [Application])
+        host.subscribe(self._on_control_plane, [TenantControlPlane])
         self.watch_store("host", host)
 
     def watch_store(self, name: str, store: MemoryStore) -> None:
@@ -209,6 +223,13 @@ class ArgoCD:
     def _on_application(self, ev: WatchEvent) -> None:
         if ev.type != "DELETED":
             self.schedule(ev.object.namespace or "", ev.object.name)
+
+    def _on_control_plane(self, ev: WatchEvent) -> None:
+        key = f"{ev.object.namespace}/{ev.object.name}"
+        if ev.type == "DELETED":
+            self.down.add(key)
+        else:
+            self.down.discard(key)
 
     def _on_workload(self, ev: WatchEvent) -> None:
         app = ev.object.metadata.labels.get(LABEL_ARGOCD_INSTANCE)
@@ -240,9 +261,15 @@ class ArgoCD:
     def _unreachable(self, key: tuple[str, str], err: ApiError) -> None:
         """What ArgoCD shows while it cannot compare an Application with its cluster."""
         app = self.host.try_get(Application, key[1], key[0])
-        if app is None or app.metadata.deletion_timestamp is not None:
+        if app is None:
             return
         health = app.status.health.status if app.status.health and app.status.health.status else "Unknown"
+        if app.metadata.deletion_timestamp is not None:
+            # The cascade failed: ArgoCD keeps the last compared state and says why the finalizer stays.
+            sync = app.status.sync.status if app.status.sync and app.status.sync.status else "Unknown"
+            self._status(app, sync, health, "", [{"type": "DeletionError", "message": str(err)}],
+                         list(app.status.resources), revision=app.status.sync.revision if app.status.sync else None)
+            return
         message = f"Failed to load live state: {err}"
         self._status(app, "Unknown", health, "", [{"type": "ComparisonError", "message": message}],
                      list(app.status.resources))
@@ -261,6 +288,9 @@ class ArgoCD:
             # DPUCluster: accept either, as long as the Secret points at a twin store.
             names = {data.get("name"), s.metadata.labels.get(LABEL_DPU_CLUSTER), store_name.rpartition("/")[2]}
             if dest.name in names and store_name in stores:
+                if store_name in self.down and self.params.deleted_control_planes_unreachable:
+                    raise ServiceUnavailable(f"dial tcp {data.get('server', store_name)}: connect: connection refused "
+                                             f"(the control plane of {store_name} is gone)")
                 store = stores[store_name]
                 return self.reach(store_name, store) if self.reach is not None else store
         raise SyncError(f"there are no clusters with this name: {dest.name}")

@@ -19,7 +19,8 @@ One `CniWorld` per DPU-cluster store. What it does, in the order a real DPU does
   without an SF fails as ovs-cni does ("interface is SF but deviceID is not set."). `ipam: nv-ipam`: the lowest
   free address of this node's block of the pool named by the network's `cni-args.poolNames[0]` (type
   `poolType`, default ippool; no cni-args: the pool named like the network), never the gateway nor an excluded
-  address. Any failure undoes the attempt and the kubelet retries after `retry`.
+  address, unless `cni-args.allocateDefaultGateway` asks for the node's gateway itself (with
+  `allocateDefaultGateway` on in the params). Any failure undoes the attempt and the kubelet retries after `retry`.
 - Success: annotation `k8s.v1.cni.cncf.io/network-status` (Multus' JSON), phase Running, Ready.
 - Pod deleted: CNI DEL (ports and patches removed, addresses and SFs released).
 
@@ -52,6 +53,7 @@ from dpf_core.api.external import (
 )
 from dpf_core.api.meta import NodeSelector
 from dpf_core.controllers.ipam_injector import (
+    CNI_ARG_ALLOCATE_DEFAULT_GATEWAY,
     CNI_ARG_POOL_NAMES,
     CNI_ARG_POOL_TYPE,
     POOL_TYPE_CIDRPOOL,
@@ -87,7 +89,12 @@ class CniParams(BaseModel):
     sf_per_node: int = 20  # PF_TOTAL_SF of the default flavor
     sandbox_delay: Seconds = 2.0  # pod scheduled -> first CNI ADD (image pull, sandbox)
     retry: Seconds = 10.0  # kubelet's retry of a failed sandbox
-    daemon_sets: bool = True  # expand annotated DaemonSets into Pods (off when another model does)
+    # Expand annotated DaemonSets into Pods; unless set, off when the services attachment (whose kubelet model
+    # is the DaemonSet controller) is there too.
+    daemon_sets: bool = True
+    # nv-ipam's cni-arg `allocateDefaultGateway: true` gives the interface the pool's gateway for its node (HBN's
+    # ip_pf2dpu2: the DPU is the hosts' gateway). Off ignores the argument (a what-if: the pre-session-5 model).
+    allocate_default_gateway: bool = True
 
 
 class CniError(RuntimeError):
@@ -176,13 +183,17 @@ class Attachment:
     patches: list[tuple[str, str]] = field(default_factory=list)  # (bridge, port)
     paired: tuple[int, ...] = ()  # br-hbn ofports the pairing flows match on
     lease: Lease | None = None
+    # The pool's gateway itself, asked for with cni-args `allocateDefaultGateway` (HBN's ip_pf2dpu2: the pod is
+    # the hosts' gateway). Kept apart from `lease`, nv-ipam's dynamic allocation, which never hands it out.
+    gateway_lease: Lease | None = None
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.network, "interface": self.interface}
-        if self.lease is not None:
-            out["ips"] = [self.lease.address.split("/")[0]]
-            if self.lease.gateway:
-                out["gateway"] = [self.lease.gateway]
+        lease = self.lease or self.gateway_lease
+        if lease is not None:
+            out["ips"] = [lease.address.split("/")[0]]
+            if lease.gateway:
+                out["gateway"] = [lease.gateway]
         if self.mac:
             out["mac"] = self.mac
         out["dns"] = {}
@@ -437,7 +448,11 @@ class CniWorld:
                     device = next(sfs, None) if conf.resource_name else None
                     self._ovs_add(pod, node, conf, att, device)
                 if conf.ipam == NV_IPAM:
-                    att.lease = self._ipam_add(node, state, att, net)
+                    lease = self._ipam_add(node, state, att, net)
+                    if lease.gateway is not None and lease.address.split("/")[0] == lease.gateway:
+                        att.gateway_lease = lease
+                    else:
+                        att.lease = lease
         except CniError:
             self._detach(node, state)
             raise
@@ -495,7 +510,9 @@ class CniWorld:
         return next((p for p in found if p.name == name), None)
 
     def _ipam_add(self, node: NodeNet, state: PodNet, att: Attachment, net: Mapping[str, Any]) -> Lease:
-        """nv-ipam: this node's block of the pool; the lowest address not leased, not the gateway, not excluded."""
+        """nv-ipam: this node's block of the pool; the lowest address not leased, not the gateway, not excluded.
+        With cni-args `allocateDefaultGateway: true` the gateway itself (nv-ipam: "Request to allocate pool's
+        default gateway as interface IP address"; the pool must have one, and only one pod of the node gets it)."""
         args = net.get("cni-args") or {}
         names = args.get(CNI_ARG_POOL_NAMES) or [str(net["name"])]
         pool_type = str(args.get(CNI_ARG_POOL_TYPE) or POOL_TYPE_IPPOOL).lower()
@@ -508,6 +525,14 @@ class CniWorld:
             raise CniError(f"nv-ipam: no allocation for node {node.name} in {pool_type} {pool_name}")
         first, last, gateway, plen = block
         owner = f"{state.key}/{att.interface}"
+        if args.get(CNI_ARG_ALLOCATE_DEFAULT_GATEWAY) is True and self.params.allocate_default_gateway:
+            if gateway is None:
+                raise CniError(f"nv-ipam: {pool_type} {pool_name} has no gateway for node {node.name}: "
+                               f"allocateDefaultGateway can't be used")
+            holder = node.leases.setdefault((pool_type, pool_name, gateway), owner)
+            if holder != owner:
+                raise CniError(f"nv-ipam: gateway {gateway} of {pool_type} {pool_name} is already allocated to {holder}")
+            return Lease(pool_type, pool_name, f"{gateway}/{plen}", gateway)
         for addr in usable_addresses(first, last, gateway, pool.spec.exclusions):
             lease_key = (pool_type, pool_name, addr)
             if lease_key not in node.leases:
@@ -526,8 +551,9 @@ class CniWorld:
                 # OVS keeps flows naming deleted ports; the DAL removes its pairing with the port.
                 for ofport in att.paired:
                     dp.del_flows(HBN_BRIDGE, f"cookie={HBN_PAIR_COOKIE:#x}/-1,in_port={ofport}")
-            if att.lease is not None:
-                node.leases.pop((att.lease.pool_type, att.lease.pool, att.lease.address.split("/")[0]), None)
+            for lease in (att.lease, att.gateway_lease):
+                if lease is not None:
+                    node.leases.pop((lease.pool_type, lease.pool, lease.address.split("/")[0]), None)
         state.attachments = []
 
     def _release(self, key: str) -> None:

@@ -978,7 +978,8 @@ class IpamAllocations(Invariant):
     per pool no two nodes' blocks overlap, every block lies inside the pool with the configured size and is
     not wholly excluded, CIDRPool gateways are `gatewayIndex` into the node's prefix (none for /31, /32),
     an IPPool's gateway lies in its subnet, a node's block never moves while the node keeps one; a pod's
-    address lies in its node's block, is not the gateway, not excluded and no other pod's."""
+    address lies in its node's block, is not the gateway (unless the pod asked for it with
+    `allocateDefaultGateway`, and then it is exactly the gateway), not excluded and no other pod's."""
 
     kinds = (IPPool, CIDRPool, Pod)
     store = None
@@ -1093,10 +1094,8 @@ class IpamAllocations(Invariant):
             return
         problems: list[str] = []
         mine: list[tuple[str, str, str, str]] = []
-        for att in state.attachments:
-            lease = att.lease
-            if lease is None:
-                continue
+        for att, lease, on_gateway in ((a, lease, lease is a.gateway_lease) for a in state.attachments
+                                       for lease in (a.lease, a.gateway_lease) if lease is not None):
             ip = lease.address.split("/")[0]
             key = (store, lease.pool_type, lease.pool, ip)
             holder = self.leases.get(key)
@@ -1113,7 +1112,9 @@ class IpamAllocations(Invariant):
             value = int(ipaddress.ip_address(ip))
             if not int(ipaddress.ip_address(first)) <= value <= int(ipaddress.ip_address(last)):
                 problems.append(f"{att.interface}: {ip} outside {state.node}'s block {first}-{last}")
-            if ip == gateway:
+            if on_gateway and ip != gateway:
+                problems.append(f"{att.interface}: asked for the gateway, got {ip} (the gateway is {gateway})")
+            elif not on_gateway and ip == gateway:
                 problems.append(f"{att.interface}: {ip} is the gateway")
             if lease.gateway != gateway:
                 problems.append(f"{att.interface}: gateway {lease.gateway}, the pool says {gateway}")

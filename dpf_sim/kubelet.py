@@ -9,6 +9,10 @@
 - Scheduling: a pod whose requests do not fit the node's free allocatable stays Pending with condition
   PodScheduled False `Unschedulable` and a message naming the short resources; it is retried on every change.
 - Pods: bound pods pull their images (once per node and image) and start, then report Running and Ready.
+  With a CNI model on the cluster (`network_gate`), a pod carrying the Multus networks annotation starts its
+  containers only once the CNI has set up its networks (annotation `k8s.v1.cni.cncf.io/network-status`): a
+  real kubelet starts no container before the sandbox's CNI ADD succeeded, so such a pod stays Pending while
+  its networks fail (a missing pool, no free SF) instead of running without them.
 - Workload status (desired/current/ready/updated, observedGeneration) follows the pods.
 
 All of it runs as one SimPy process per store, woken by the store's events and debounced by `sync_delay`, so
@@ -27,7 +31,7 @@ from typing import Any
 import simpy
 from pydantic import BaseModel, ConfigDict
 
-from dpf_core.api.external import DaemonSet, Deployment, Node, Pod
+from dpf_core.api.external import ANNOTATION_MULTUS_NETWORKS, DaemonSet, Deployment, Node, Pod
 from dpf_core.api.meta import KubeObject
 from dpf_core.api.quantity import format_quantity, parse_quantity
 from dpf_core.controllers.svc_common import content_hash
@@ -42,6 +46,7 @@ from .engine import SimClock
 REVISION_LABEL = "controller-revision-hash"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 TARGET_NODE_ANNOTATION = "twin.dpf/target-node"  # a DaemonSet pod's node while it cannot be bound
+ANNOTATION_NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"  # Multus' result of the sandbox's CNI ADD
 
 Resources = dict[str, Fraction]
 
@@ -180,7 +185,8 @@ class Kubelet:
 
     def __init__(self, env: simpy.Environment, store: MemoryStore, clock: SimClock, rng: random.Random,
                  params: KubeletParams | None = None, *, run_pods: bool = True,
-                 allocatable_for: Callable[[str], dict[str, Any] | None] | None = None, name: str = "") -> None:
+                 allocatable_for: Callable[[str], dict[str, Any] | None] | None = None, name: str = "",
+                 network_gate: bool = False) -> None:
         self.env = env
         self.store = store
         self.clock = clock
@@ -191,6 +197,8 @@ class Kubelet:
         self.name = name or store.name
         self._pulled: set[tuple[str, str]] = set()
         self._running: set[str] = set()
+        self.network_gate = network_gate
+        self._awaiting_network: set[str] = set()  # pods whose containers wait for their CNI ADD
         self._allocatable: dict[str, dict[str, Any]] = {}  # node -> what allocatable_for gave it
         self._requests: dict[str, Resources] = {}  # pod uid -> its containers' requests
         self._owned_by: dict[str, list[Pod]] | None = None  # during a pass: controller uid -> pods
@@ -212,8 +220,12 @@ class Kubelet:
             if pod.spec.node_name and key not in self._running and pod.status.phase in (None, "Pending"):
                 self._running.add(key)
                 self.env.process(self._run_pod(pod.namespace or "", pod.name, pod.spec.node_name))
+            elif key in self._awaiting_network and ANNOTATION_NETWORK_STATUS in pod.metadata.annotations:
+                self._awaiting_network.discard(key)
+                self.env.process(self._networked(pod.namespace or "", pod.name))
         if isinstance(ev.object, Pod) and ev.type == "DELETED":
             self._running.discard(f"{ev.object.namespace}/{ev.object.name}")
+            self._awaiting_network.discard(f"{ev.object.namespace}/{ev.object.name}")
             self._requests.pop(ev.object.metadata.uid or "", None)
         if _matters(ev):
             self.poke()
@@ -482,6 +494,28 @@ class Kubelet:
         yield self.env.timeout(self.params.container_start.sample(self.rng))
         pod = self.store.try_get(Pod, name, ns)
         if pod is None or pod.metadata.deletion_timestamp is not None:
+            return
+        if self._network_pending(pod):
+            # Its containers start when the CNI writes network-status (_on_event).
+            self._awaiting_network.add(f"{ns}/{name}")
+            return
+        self._start_containers(pod)
+
+    def _networked(self, ns: str, name: str) -> Generator[Any, Any, None]:
+        # Not from inside the store's event dispatch: a write there would reorder the other watchers' events.
+        yield self.env.timeout(0)
+        pod = self.store.try_get(Pod, name, ns)
+        if pod is not None:
+            self._start_containers(pod)
+
+    def _network_pending(self, pod: Pod) -> bool:
+        annotations = pod.metadata.annotations
+        return (self.network_gate and ANNOTATION_MULTUS_NETWORKS in annotations
+                and ANNOTATION_NETWORK_STATUS not in annotations)
+
+    def _start_containers(self, pod: Pod) -> None:
+        ns, name = pod.namespace or "", pod.name
+        if pod.metadata.deletion_timestamp is not None:
             return
         now = rfc3339(self.clock.now())
         status = {

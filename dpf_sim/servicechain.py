@@ -398,7 +398,13 @@ class ServiceChainWorld:
         manager = Manager(store, self.twin.clock, self._recorder(store), Ports(), name=f"servicechainset/{name}")
         for c in system.dpu_cluster_controllers():
             manager.add(c)
-        cni = CniWorld(self.twin.env, lambda: self.twin.clock.now(), store, self.params.cni,
+        cni_params = self.params.cni
+        if "daemon_sets" not in cni_params.model_fields_set and any(
+                a.rpartition(".")[2] == "services" for a in self.twin.config.attachments):
+            # The services attachment's kubelet model is the cluster's DaemonSet controller: a second one here
+            # made pods of its own that the kubelet then deleted as strangers (a churn of one pod per node).
+            cni_params = cni_params.model_copy(update={"daemon_sets": False})
+        cni = CniWorld(self.twin.env, lambda: self.twin.clock.now(), store, cni_params,
                        log=lambda text: self._log(f"{name} {text}"))
         self.clusters[name] = ClusterNet(name, store, manager, cni)
         if self.params.network_attachments:

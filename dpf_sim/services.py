@@ -157,7 +157,7 @@ class Services:
         self.argocd.watch_store(name, store)
         self.kubelets[name] = Kubelet(self.twin.env, store, self.twin.clock, self.twin.streams.get(f"kubelet/{name}"),
                                       self.params.kubelet, run_pods=True, allocatable_for=self.allocatable_for,
-                                      name=name)
+                                      name=name, network_gate=self.sf_plugin)
         if self.with_chains:
             manager = Manager(store, self.twin.clock, None, Ports(), name=f"dpu-cluster/{name}")
             for c in system.dpu_cluster_controllers():

@@ -190,10 +190,11 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             if spec.service.service_id != svc.spec.service_id:
                 raise ValueError(f"DPUServiceInterface {name} has serviceID {spec.service.service_id}, "
                                  f"DPUService has {svc.spec.service_id}")
+            # DPF writes the bare DPUService name: interface and service share the namespace.
             consumer = dsi.metadata.annotations.get(ANNOTATION_DPUSERVICE_INTERFACE_CONSUMED_BY)
-            me = f"{svc.namespace}/{svc.name}"
+            me = svc.name
             if consumer not in (None, me):
-                raise ValueError(f"DPUServiceInterface {name} is already consumed by {consumer}")
+                raise ValueError(f"dpuServiceInterface {name} is in use by another DPUService ({consumer})")
             if consumer is None:
                 marked = dsi.deepcopy()
                 marked.metadata.annotations[ANNOTATION_DPUSERVICE_INTERFACE_CONSUMED_BY] = me
@@ -276,15 +277,18 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             if wanted:
                 ensure_namespace(client, namespace)
             for name, source in wanted.items():
-                copy = Secret.new(name, namespace, type=source.type, data=dict(source.data),
+                # DPF copies the Secret's labels (not only the marker), data, type and immutability.
+                copy = Secret.new(name, namespace, type=source.type, data=dict(source.data), immutable=source.immutable,
                                   metadata={"name": name, "namespace": namespace,
-                                            "labels": {LABEL_DPF_IMAGE_PULL_SECRET: ""}})
+                                            "labels": dict(source.metadata.labels)})
                 existing = client.try_get(Secret, name, namespace)
                 if existing is None:
                     client.create(copy)
-                elif existing.data != copy.data or existing.type != copy.type:
+                elif (existing.data != copy.data or existing.type != copy.type
+                      or any(existing.metadata.labels.get(k) != v for k, v in copy.metadata.labels.items())):
                     updated = existing.deepcopy()
                     updated.data, updated.type = dict(copy.data), copy.type
+                    updated.metadata.labels = {**existing.metadata.labels, **copy.metadata.labels}
                     client.update(updated)
             for orphan in client.list(Secret, namespace, label_selector={LABEL_DPF_IMAGE_PULL_SECRET: ""}):
                 if orphan.name not in wanted:
@@ -320,7 +324,7 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             set_condition(new.status.conditions, CONDITION_APPLICATIONS_RECONCILED, "False", REASON_AWAITING_DELETION,
                           f"The following applications are awaiting deletion: {names}", now)
             return Result(requeue_after=AWAITING_DELETION_REQUEUE)
-        me = f"{new.namespace}/{new.name}"
+        me = new.name
         for name in new.spec.interfaces or []:
             dsi = ctx.client.try_get(DPUServiceInterface, name, new.namespace)
             if dsi is not None and dsi.metadata.annotations.get(ANNOTATION_DPUSERVICE_INTERFACE_CONSUMED_BY) == me:

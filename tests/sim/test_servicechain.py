@@ -110,14 +110,15 @@ def test_hbn_pod_gets_sfs_ports_patches_and_addresses(hbn: Twin) -> None:
     assert (on_hbn.options["peer"], on_sfc.options["peer"]) == ("pen3f0pf0sf0brsfc", "pen3f0pf0sf0brhbn")
     status = {n["interface"]: n for n in json.loads(pod.metadata.annotations[ANNOTATION_NETWORK_STATUS])}
     assert set(status) == {"ip_lo", "ip_pf2dpu2", "p0_if", "p1_if", "pf2dpu2_if"}
-    # pool1: a /29 per node, gateway index 3; the pod's address is in the node's prefix and is not the gateway.
+    # pool1: a /29 per node, gateway index 3; HBN's ip_pf2dpu2 asks for it (allocateDefaultGateway): the pod is the
+    # hosts' gateway.
     pool = hbn.dpu_clusters[CLUSTER].get(CIDRPool, "pool1", NS)
     mine = next(a for a in pool.status.allocations if a.node_name == "dpu-node-001")
     assert status["ip_pf2dpu2"]["gateway"] == [mine.gateway]
     import ipaddress
 
     address = ipaddress.ip_address(status["ip_pf2dpu2"]["ips"][0])
-    assert address in ipaddress.ip_network(mine.prefix) and str(address) != mine.gateway
+    assert address in ipaddress.ip_network(mine.prefix) and str(address) == mine.gateway
 
 
 def test_sfc_agent_resolves_service_ports_through_the_hbn_patch(hbn: Twin) -> None:
@@ -249,7 +250,7 @@ def test_pod_ipam_injector_picks_the_chain_port_pool_for_a_mybrsfc_interface() -
     networks = json.loads(pod.metadata.annotations["k8s.v1.cni.cncf.io/networks"])
     assert networks[0]["cni-args"] == {"allocateDefaultGateway": True, "poolNames": ["fw-pool"], "poolType": "ippool"}
     status = json.loads(pod.metadata.annotations[ANNOTATION_NETWORK_STATUS])[0]
-    assert status["ips"] == ["10.9.0.2"] and status["gateway"] == ["10.9.0.1"]  # block 10.9.0.1-8 minus the gateway
+    assert status["ips"] == ["10.9.0.1"] and status["gateway"] == ["10.9.0.1"]  # it asked for its node's gateway
     # The chain joins p0 and the pod's port on br-sfc: a packet from p0 reaches the firewall's in_sf.
     world = _world(twin)
     trace = world.trace(CLUSTER, "dpu-node-001", world.resolve(CLUSTER, "dpu-node-001", port="p0"), Packet())

@@ -165,7 +165,7 @@ def test_interfaces_are_consumed_and_become_multus_networks() -> None:
     assert w.run() == 0
     for n in ("p0", "p1"):
         dsi = w.host.get(DPUServiceInterface, n, NS)
-        assert dsi.metadata.annotations["dpu.nvidia.com/consumed-by"] == f"{NS}/guestbook"
+        assert dsi.metadata.annotations["dpu.nvidia.com/consumed-by"] == "guestbook"  # DPF writes the bare name
     app = w.host.get(Application, "dc1-guestbook", OP_NS)
     values = app.spec.source.helm.values_object if app.spec.source and app.spec.source.helm else {}
     assert values is not None
@@ -185,7 +185,7 @@ def test_interface_consumed_by_another_service_or_of_the_wrong_type_is_refused()
     w.apply(service("third", serviceID="gb", interfaces=["up"]))
     assert w.run() > 0
     status, reason, message = cond(w.host.get(DPUService, "second", NS), "DPUServiceInterfaceReconciled")
-    assert (status, reason) == ("False", "Error") and "already consumed by application/first" in message
+    assert (status, reason) == ("False", "Error") and "in use by another DPUService (first)" in message
     assert "not service" in cond(w.host.get(DPUService, "third", NS), "DPUServiceInterfaceReconciled")[2]
     assert w.host.try_get(Application, "dc1-second", OP_NS) is None
 
