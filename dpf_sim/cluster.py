@@ -257,15 +257,12 @@ class ClusterWorld:
         secret = self.host.try_get(Secret, dc.spec.kubeconfig or "", dc.namespace)
         if secret is None:
             return
-        if "admin.conf" in secret.data:
-            try:
-                kubeconfig = base64.b64decode(secret.data["admin.conf"], validate=True)
-            except (binascii.Error, ValueError):
-                return
-        elif "admin.conf" in secret.string_data:
-            # The store keeps stringData as written; DPF's health check reads it the same way.
-            kubeconfig = secret.string_data["admin.conf"].encode()
-        else:
+        # Only data: a written stringData is in it by now (admission folds it in, as the API server does).
+        if "admin.conf" not in secret.data:
+            return
+        try:
+            kubeconfig = base64.b64decode(secret.data["admin.conf"], validate=True)
+        except (binascii.Error, ValueError):
             return
         if twin_cluster_of(kubeconfig) is not None:
             return  # a twin-served cluster (pre-provisioned, or served by `dpf serve`): nothing to stand up

@@ -4,7 +4,8 @@ its expectations up to date from store events, and writes the report.
 The run ends at `until`, or as soon as the last timeline step ran and every await (and leftover check) is
 decided, or when an invariant breaks, whichever comes first. Timeline steps run as one SimPy process, in
 time order (ties in file order). A step that the API refuses is not a crash: it becomes a failed
-expectation `step N failed: <why>`, the way `kubectl apply` reports and carries on.
+expectation `step N failed: <why>` (a refused manifest's `<file>:<line>: <why>`), the way `kubectl apply`
+reports and carries on.
 """
 
 from __future__ import annotations
@@ -340,11 +341,13 @@ class Runner:
         deleted: list[tuple[str, KubeObject]] = []
         try:
             if step.apply is not None:
-                for doc in self.loaded.manifests.get(i, []):
+                for k, doc in enumerate(self.loaded.manifests.get(i, [])):
                     try:
                         self.twin.apply([doc], store=step.store)
                     except ApiError as e:
-                        errors.append(e.message)
+                        # The document's own file:line, as an invalid scenario's problems carry them.
+                        origin = self.loaded.manifest_origin(i, k)
+                        errors.append(f"{origin}: {e.message}" if origin else e.message)
             elif step.patch is not None:
                 p = step.patch
                 self._store(p.store).patch(resolve_kind(p.kind), p.name, p.namespace, p.patch, p.type, p.subresource)

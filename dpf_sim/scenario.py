@@ -563,6 +563,9 @@ class LoadedScenario:
     # Per timeline index: the raw manifests the apply step applies, in order (files read and decoded).
     manifests: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     lines: dict[FieldPath, int] = field(default_factory=dict)
+    # Per timeline index, parallel to `manifests`: `<file>:<line>` where each manifest starts (the scenario
+    # file for inline ones, the manifest file for `file:` ones), so a refused apply points at its document.
+    manifest_origins: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -578,6 +581,11 @@ class LoadedScenario:
     def step_label(self, index: int) -> str:
         step = self.scenario.timeline[index]
         return f"step {index}" + (f" ({step.name})" if step.name else "")
+
+    def manifest_origin(self, index: int, k: int) -> str | None:
+        """`<file>:<line>` of the `k`-th manifest step `index` applies (None for a hand-built LoadedScenario)."""
+        origins = self.manifest_origins.get(index)
+        return origins[k] if origins is not None and 0 <= k < len(origins) else None
 
     def where(self, path: FieldPath) -> str:
         """`<file>:<line>` of a field of the scenario, for messages found after loading."""
@@ -656,7 +664,9 @@ def _check(loaded: LoadedScenario, base: Path, problems: _Problems) -> None:
     for i, step in enumerate(sc.timeline):
         where: FieldPath = ("timeline", i)
         if step.apply is not None:
-            loaded.manifests[i] = _resolve_apply(step, where, base, problems)
+            resolved = _resolve_apply(step, where, base, problems)
+            loaded.manifests[i] = [doc for doc, _ in resolved]
+            loaded.manifest_origins[i] = [origin for _, origin in resolved]
         elif step.patch is not None:
             _check_kind(step.patch.kind, (*where, "patch", "kind"), problems)
         elif step.delete is not None:
@@ -805,8 +815,9 @@ def _check_invariant(spec: InvariantSpec, where: FieldPath, problems: _Problems)
 # --- manifests ----------------------------------------------------------------------------------------------
 
 
-def _resolve_apply(step: Step, where: FieldPath, base: Path, problems: _Problems) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _resolve_apply(step: Step, where: FieldPath, base: Path, problems: _Problems) -> list[tuple[dict[str, Any], str]]:
+    """The manifests an apply step applies, each with the `<file>:<line>` it starts at."""
+    out: list[tuple[dict[str, Any], str]] = []
     single = not isinstance(step.apply, list)
     for k, src in enumerate(step.sources()):
         spath: FieldPath = (*where, "apply") if single else (*where, "apply", k)
@@ -815,19 +826,19 @@ def _resolve_apply(step: Step, where: FieldPath, base: Path, problems: _Problems
                 mpath = (*spath, "manifests", m)
                 for rel, message in _manifest_problems(doc):
                     problems.add((*mpath, *rel), message)
-                out.append(doc)
+                out.append((doc, f"{problems.label}:{_line_of(problems.lines, mpath)}"))
         elif src.file is not None:
             out.extend(_read_manifest_file(base / src.file, (*spath, "file"), problems))
     return out
 
 
-def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list[dict[str, Any]]:
+def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list[tuple[dict[str, Any], str]]:
     try:
         text = file.read_text()
     except OSError as e:
         problems.add(ref, f"manifest file {file}: {e.strerror or e}")
         return []
-    out: list[dict[str, Any]] = []
+    out: list[tuple[dict[str, Any], str]] = []
     loader = KubeYamlLoader(text)
     try:
         number = 0
@@ -847,7 +858,7 @@ def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list
                 continue
             for rel, message in _manifest_problems(doc):
                 problems.add(ref, f"{head} (line {_line_of(lines, rel)}): {format_path(rel)}: {message}")
-            out.append(dict(doc))
+            out.append((dict(doc), f"{file}:{lines[()]}"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""

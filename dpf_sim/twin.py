@@ -254,7 +254,7 @@ class Twin:
 
         def build_manager() -> Manager:
             manager = Manager(self.host, self.clock, recorder, self.ports, name="provisioning")
-            for module in (bfb, dpuset, dpu, dpucluster, kamaji_cluster_manager, static_cluster_manager):
+            for module in (bfb, dpuset, dpu, dpucluster):
                 manager.add(module.controller(self.options))
             return manager
 
@@ -263,6 +263,55 @@ class Twin:
         self.build_provisioning_manager = build_manager
         self.manager = build_manager()
         self.driver.add(self.manager)
+        # DPF's cluster managers are binaries of their own, deployed (or not) by the operator from the
+        # DPFOperatorConfig: one Manager each, named after its Deployment. Until a DPFOperatorConfig says
+        # otherwise the twin stands in for an operator that runs both (docs/differences.md).
+        self._cluster_manager_modules = {kamaji_cluster_manager.NAME: kamaji_cluster_manager,
+                                         static_cluster_manager.NAME: static_cluster_manager}
+        self._recorder = recorder
+        self.cluster_managers: dict[str, Manager] = {}
+        for name in self._cluster_manager_modules:
+            self._start_cluster_manager(name)
+        from dpf_core.api.operator import DPFOperatorConfig
+
+        self.host.subscribe(self._cluster_managers_config, [DPFOperatorConfig])
+
+    def _start_cluster_manager(self, name: str) -> None:
+        from dpf_core.runtime import Manager
+
+        manager = Manager(self.host, self.clock, self._recorder, self.ports, name=name)
+        manager.add(self._cluster_manager_modules[name].controller(self.options))
+        self.driver.add(manager)
+        faults: Any = getattr(self, "faults", None)
+        if faults is not None:
+            faults.wrap_manager(manager)  # an API fault already running reaches the new process too
+        self.cluster_managers[name] = manager
+
+    def _cluster_managers_config(self, ev: WatchEvent) -> None:
+        """The operator deploys `kamaji-cluster-manager` unless `kamajiClusterManager.disable`, and
+        `static-cluster-manager` only when `staticClusterManager` is configured and not disabled
+        (DPF's inventory defaults); removing a component deletes its Deployment. A paused config, another
+        object than the singleton and a deleted config change nothing (the twin keeps its provisioning
+        controllers running after a deletion too)."""
+        from dpf_core.api.operator import DPFOperatorConfig
+        from dpf_core.controllers import operator_config
+
+        config = ev.object
+        wanted = operator_config.OperatorOptions()
+        if (ev.type == "DELETED" or not isinstance(config, DPFOperatorConfig) or config.paused
+                or (config.namespace, config.name) != (wanted.config_namespace, wanted.config_name)):
+            return
+        enabled = set(config.enabled_components())
+        for name in self._cluster_manager_modules:
+            running = self.cluster_managers.get(name)
+            if name in enabled and running is None:
+                self._start_cluster_manager(name)
+            elif name not in enabled and running is not None:
+                # Its Deployment is pruned: the process and its queues are gone. What it already wrote
+                # (conditions, its clean-up finalizer) stays, as in DPF.
+                del self.cluster_managers[name]
+                self.driver.stop(running)
+                self.driver.managers.remove(running)
 
     def _operator_config(self, ev: WatchEvent) -> None:
         """The provisioning controller's `--dms-timeout` as the operator renders it from the configured

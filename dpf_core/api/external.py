@@ -7,10 +7,15 @@ does not know (`OpenModel`), so an object read from a real cluster and written b
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from dpf_core.errors import BadRequest, FieldCause
 
 from .meta import (
     Condition,
@@ -23,7 +28,7 @@ from .meta import (
     OpenModel,
     Taint,
 )
-from .registry import register
+from .registry import Hooks, Reader, register
 
 
 def _is_empty(v: object) -> bool:
@@ -230,8 +235,90 @@ class Secret(ExternalObject):
     kind: Literal["Secret"] = "Secret"
     type: str | None = None
     data: dict[str, str] = _map()  # base64-encoded values
-    string_data: dict[str, str] = _map()  # write-only convenience: merged into data by the API server
+    # Write-only: admission (default_secret) folds it into `data`, so a stored Secret never has it.
+    string_data: dict[str, str] = _map()
     immutable: bool | None = None
+
+    def value(self, key: str) -> bytes | None:
+        """The decoded bytes of `data[key]` (stored Secrets hold canonical base64: admission checked it)."""
+        encoded = self.data.get(key)
+        return None if encoded is None else base64.b64decode(encoded)
+
+
+SECRET_TYPE_OPAQUE = "Opaque"
+_BASE64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_CONFIG_KEY_MESSAGE = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  "
+                       "or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+
+
+def _go_bytes(text: str) -> bytes | int:
+    """A Secret `data` value as Go's JSON decoding of []byte reads it (base64.StdEncoding: CR and LF skipped,
+    padded quanta, non-canonical trailing bits accepted): its bytes, or the input byte Go gives up at."""
+    stripped = text.replace("\r", "").replace("\n", "")
+    try:
+        return base64.b64decode(stripped, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    for i, ch in enumerate(text):
+        if ch not in _BASE64_ALPHABET and ch not in "=\r\n":
+            return i
+    # Only legal characters: a short last quantum or padding in the wrong place. Go names the start of the
+    # quantum it could not finish (approximate for padding in the middle).
+    return max(0, len(text) - (len(stripped) % 4 or 4))
+
+
+def default_secret(obj: KubeObject) -> None:
+    """What the API server's v1 -> internal conversion and defaulting do to every Secret written (create,
+    update, patch): each `stringData` entry overwrites the `data` entry of its key as base64 of its UTF-8
+    bytes and `stringData` is dropped (never stored, never returned); `data` values are Go []byte, so they
+    must be base64 and are stored as Go encodes the bytes again (canonical, no line breaks); `type`
+    defaults to Opaque."""
+    assert isinstance(obj, Secret)
+    data: dict[str, str] = {}
+    for key, encoded in obj.data.items():
+        raw = _go_bytes(encoded)
+        if isinstance(raw, int):
+            raise BadRequest(f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data at input byte {raw}',
+                             kind="Secret", name=obj.metadata.name or "")
+        data[key] = base64.b64encode(raw).decode()
+    for key, text in obj.string_data.items():
+        data[key] = base64.b64encode(text.encode()).decode()
+    if data != obj.data:
+        obj.data = data
+    if obj.string_data:
+        obj.string_data = {}
+    if not obj.type:
+        obj.type = SECRET_TYPE_OPAQUE
+
+
+def _secret_key_causes(secret: Secret) -> list[FieldCause]:
+    return [FieldCause(f"data[{key}]", f"Invalid value: {_quoted(key)}: {_CONFIG_KEY_MESSAGE}")
+            for key in secret.data if not _CONFIG_KEY.fullmatch(key)]
+
+
+def validate_secret_create(obj: KubeObject, _reader: Reader) -> list[FieldCause]:
+    assert isinstance(obj, Secret)
+    return _secret_key_causes(obj)
+
+
+def validate_secret_update(new: KubeObject, old: KubeObject, _reader: Reader) -> list[FieldCause]:
+    """ValidateSecretUpdate: keys as on create; `type` never changes; an `immutable: true` Secret keeps its
+    data and stays immutable."""
+    assert isinstance(new, Secret) and isinstance(old, Secret)
+    causes = _secret_key_causes(new)
+    if new.type != old.type:
+        causes.append(FieldCause("type", f"Invalid value: {_quoted(new.type)}: field is immutable"))
+    if old.immutable:
+        if not new.immutable:
+            causes.append(FieldCause("immutable", "Forbidden: field is immutable when `immutable` is set", "FieldValueForbidden"))
+        if new.data != old.data:
+            causes.append(FieldCause("data", "Forbidden: field is immutable when `immutable` is set", "FieldValueForbidden"))
+    return causes
+
+
+def _quoted(value: str | None) -> str:
+    return '"' + (value or "") + '"'
 
 
 class ConfigMap(ExternalObject):
@@ -752,5 +839,9 @@ ALL_KINDS: tuple[type[KubeObject], ...] = (
     NetworkAttachmentDefinition,
 )
 
+_HOOKS: dict[type[KubeObject], Hooks] = {
+    Secret: Hooks(default=[default_secret], validate_create=[validate_secret_create], validate_update=[validate_secret_update]),
+}
+
 for _cls in ALL_KINDS:
-    register(_cls)
+    register(_cls, _HOOKS.get(_cls))

@@ -183,12 +183,9 @@ def num_of_vfs(flavor: DPUFlavor | None, default: int) -> int:
 
 
 def kubeconfig_of(secret: Secret) -> bytes | None:
-    """The `admin.conf` of a DPUCluster's kubeconfig Secret (base64 `data`, or `stringData` as written)."""
-    if KUBECONFIG_KEY in secret.data:
-        return base64.b64decode(secret.data[KUBECONFIG_KEY])
-    if KUBECONFIG_KEY in secret.string_data:
-        return secret.string_data[KUBECONFIG_KEY].encode()
-    return None
+    """The `admin.conf` of a DPUCluster's kubeconfig Secret. Only `data`: the API server folds a written
+    `stringData` into it and never returns `stringData`."""
+    return secret.value(KUBECONFIG_KEY)
 
 
 def _controller_ref(dpu: DPU) -> OwnerReference:

@@ -53,8 +53,7 @@ def kubeconfig_bytes(ctx: Context, dc: DPUCluster) -> bytes:
             return base64.b64decode(secret.data[KUBECONFIG_KEY], validate=True)
         except (binascii.Error, ValueError) as e:
             raise HealthCheckFailed(f"secret {dc.spec.kubeconfig}: {KUBECONFIG_KEY} is not base64: {e}") from e
-    if KUBECONFIG_KEY in secret.string_data:
-        return secret.string_data[KUBECONFIG_KEY].encode()
+    # No `stringData` branch: the API server folds it into `data` and never returns it.
     raise HealthCheckFailed(f"secret {dc.spec.kubeconfig} has no {KUBECONFIG_KEY} key")
 
 
