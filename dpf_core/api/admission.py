@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from dpf_core.errors import BadRequest, FieldCause, Forbidden, Invalid
 
 from . import registry
-from .meta import KubeObject
+from .meta import KubeObject, same_data
 from .registry import Reader
 
 
@@ -368,7 +368,7 @@ def _shareable(cls: type[KubeObject]) -> tuple[tuple[str, str, type[BaseModel], 
 _SHAREABLE: dict[type[KubeObject], tuple[tuple[str, str, type[BaseModel], Any], ...]] = {}
 
 
-def _private_copy(new: KubeObject, old: KubeObject) -> KubeObject:
+def _private_copy(new: KubeObject, old: KubeObject, *, equal: bool = True) -> KubeObject:
     """What `new.deepcopy()` (dump + validate) gives, without copying and revalidating the top-level parts
     `new` shares with `old` (the same object: the status the store carries over, the spec of a
     metadata-only write). `old` is a stored snapshot, read-only and admitted before, so its parts are their
@@ -384,11 +384,17 @@ def _private_copy(new: KubeObject, old: KubeObject) -> KubeObject:
     left_out: list[str] = []
     for name, alias, sub, exclude_if in _shareable(cls):
         value = mine.get(name)
-        if value is not None and value is theirs.get(name) and type(value) is sub:
+        stored = theirs.get(name)
+        if value is None or type(value) is not sub:
+            continue
+        # A part the writer took from the snapshot, or rebuilt equal to it (an edit of a deep copy leaves
+        # spec and status equal): its round trip is the stored part's, so the stored part is taken. Never
+        # metadata: the store stamps resourceVersion and generation into the admitted object's own.
+        if value is stored or (equal and name != "metadata" and type(stored) is sub and same_data(value, stored)):
             if exclude_if is not None and exclude_if(value):
                 left_out.append(name)  # the dump leaves it out and validation defaults it: let it
             else:
-                shared[name] = (alias, value)
+                shared[name] = (alias, stored)
     if not shared and not left_out:
         return new.deepcopy()
     data = new.model_dump(exclude_none=True, exclude={*shared, *left_out})

@@ -106,6 +106,41 @@ def _fresh(v: BaseModel, old: Any) -> bool:
     return True
 
 
+def same_data(a: Any, b: Any) -> bool:
+    """Whether `a` and `b` hold the same data to the last Python type and key order: the same model class
+    with the same field values and extra fields, dicts with the same keys in the same order, lists of the
+    same length, atoms of one type that are equal (1, 1.0 and True are three values here, as on the wire).
+    Two such values dump to the same dict, so the dump-and-validate copy of one is that of the other: a
+    copy may take a stored snapshot's part instead of copying its caller's equal one. The fields-set is not
+    data (no reader of a stored object asks for it; it follows from the values in a dump)."""
+    if a is b:
+        return True
+    tp = type(a)
+    if tp is not type(b):
+        return False
+    if tp in _ATOM_TYPES:
+        return bool(a == b)
+    if tp is list or tp is tuple:
+        return len(a) == len(b) and all(map(same_data, a, b))
+    if tp is dict:
+        if len(a) != len(b):
+            return False
+        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+            if ka != kb or type(ka) is not type(kb) or not same_data(va, vb):
+                return False
+        return True
+    kind = _MODEL_TYPES.get(tp)
+    if kind is None:
+        kind = _model_kind(tp)
+    if kind:
+        return (
+            same_data(a.__dict__, b.__dict__)
+            and same_data(a.__pydantic_extra__, b.__pydantic_extra__)
+            and same_data(a.__pydantic_private__, b.__pydantic_private__)
+        )
+    return bool(a == b)
+
+
 def share_copy(new: Any, old: Any) -> Any:
     """A deep copy of `new` that shares every part identical (`is`) to the matching part of `old`, a store
     snapshot: snapshots are read-only, so what a writer took unchanged from one can stay shared with it (as

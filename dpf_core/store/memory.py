@@ -178,6 +178,17 @@ def _assign(model: BaseModel, name: str, value: Any) -> None:
     model.__pydantic_fields_set__.add(name)
 
 
+def _null_in_list(value: Any, in_list: bool = False) -> bool:
+    """Whether a JSON value holds a null inside a list (a null directly in an object deletes a key)."""
+    if value is None:
+        return in_list
+    if isinstance(value, Mapping):
+        return any(_null_in_list(v, in_list) for v in value.values())
+    if isinstance(value, list):
+        return any(_null_in_list(v, True) for v in value)
+    return False
+
+
 def _force(model: BaseModel, values: Mapping[str, Any]) -> None:
     """Set fields on a private model we just built; pydantic's __setattr__ costs more than the write itself."""
     d = model.__dict__
@@ -839,7 +850,11 @@ class MemoryStore:
         if uid and uid != old.metadata.uid:
             raise self._conflict(t, key[1], f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old.metadata.uid}")
 
-    def _update(self, obj: T, *, status_only: bool, check_identity: bool, private: bool = False) -> T:
+    def _update(
+        self, obj: T, *, status_only: bool, check_identity: bool, private: bool = False, own_status: bool = False
+    ) -> T:
+        """`private`: `obj` is the store's own (a patch result), not the caller's. `own_status`: its status is
+        also final as it is, validated and round-trip stable, so a status write stores it without a copy."""
         t = self._table(type(obj))
         key, old = self._stored(t, obj)
         if check_identity and obj is old:
@@ -858,7 +873,9 @@ class MemoryStore:
             before = old.__dict__.get("status")
             if status is before or status == before:
                 return cast(T, old)  # nothing changed: no write, no resourceVersion, no event
-            admitted = shallow_copy(old, {"metadata": shallow_copy(old.metadata), "status": share_copy(status, before)})
+            if not own_status:
+                status = share_copy(status, before)
+            admitted = shallow_copy(old, {"metadata": shallow_copy(old.metadata), "status": status})
         else:
             om = old.metadata
             system = {
@@ -959,7 +976,16 @@ class MemoryStore:
         if patch_type in ("merge", "strategic"):
             by_section = self._merge_by_section(old, patch)
             if by_section is not None:
-                return cast(T, self._update(by_section, status_only=subresource == "status", check_identity=False, private=True))
+                status_only = subresource == "status"
+                # The merged status was validated from a dict the store built (the stored status's dump
+                # merged with a copy of the patch): the copy a status write makes of a caller's status would
+                # give it back unchanged, except for a null inside a list the patch brings in (an unknown
+                # field's null the validated model keeps and the copy's dump drops).
+                own = status_only and not _null_in_list(patch.get("status"))
+                return cast(
+                    T,
+                    self._update(by_section, status_only=status_only, check_identity=False, private=True, own_status=own),
+                )
         base = old.wire()
         try:
             doc = load_patch(patch)
