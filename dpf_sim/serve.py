@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -350,7 +350,15 @@ class ServedTwin:
                 yield env.timeout(step.at - env.now)
             try:
                 if step.apply is not None:
-                    self.twin.apply(list[Mapping[str, Any]](self.loaded.manifests.get(i, [])), store=step.store)
+                    # One document at a time, as `dpf run` and kubectl do: a refused one names its file:line and
+                    # the rest are still applied.
+                    for k, doc in enumerate(self.loaded.manifests.get(i, [])):
+                        try:
+                            self.twin.apply([doc], store=step.store)
+                        except ApiError as e:
+                            origin = self.loaded.manifest_origin(i, k)
+                            self._say(f"timeline {self.loaded.step_label(i)} failed: "
+                                      f"{origin + ': ' if origin else ''}{e.message}")
                 elif step.patch is not None:
                     p = step.patch
                     self.twin.stores()[p.store].patch(resolve_kind(p.kind), p.name, p.namespace, p.patch, p.type, p.subresource)
