@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -115,6 +117,46 @@ class LinkState:
 Recording = Literal["none", "trunks", "all"]
 
 
+class Utilisation:
+    """The recorded `(time, link, bytes/s)` changes, as two float arrays and the links' own name strings: a
+    tuple of two floats per change cost ~110 bytes, here ~24 (a 100k fleet records ~5 changes per DPU).
+    Reads like the list of tuples it replaces (iteration, len, indexing, ==)."""
+
+    __slots__ = ("_links", "_rates", "_times")
+
+    def __init__(self) -> None:
+        self._times = array("d")
+        self._links: list[str] = []
+        self._rates = array("d")
+
+    def append(self, change: tuple[float, str, float]) -> None:
+        t, link, rate = change
+        self._times.append(t)
+        self._links.append(link)
+        self._rates.append(rate)
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    def __iter__(self) -> Iterator[tuple[float, str, float]]:
+        return zip(self._times, self._links, self._rates, strict=True)
+
+    def __getitem__(self, i: int) -> tuple[float, str, float]:
+        return (self._times[i], self._links[i], self._rates[i])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Utilisation):
+            return self._times == other._times and self._links == other._links and self._rates == other._rates
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Utilisation({list(self)!r})"
+
+
 class Network:
     """Transfers over a Fleet's links.
 
@@ -137,7 +179,7 @@ class Network:
             record == "all" or (record == "trunks" and not {fleet.kind(n) for n in lid.split("->", 1)} & leaf)
             for lid in names
         ]
-        self.utilisation: list[tuple[float, str, float]] = []
+        self.utilisation = Utilisation()
         self.version = 0
         self.completed = 0
         self.cancelled = 0

@@ -29,6 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dpf_core.api.meta import EMPTY_DICT, EMPTY_LIST, ReadOnlyEmptyDict, ReadOnlyEmptyList
+
 __all__ = ["SharedFieldsSet", "compact"]
 
 
@@ -102,6 +104,7 @@ _LAST: dict[type, SharedFieldsSet] = {}
 
 # The slot itself: object.__setattr__ would look the descriptor up on every call.
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 
 
 def _may_hold_model(tp: Any) -> bool:
@@ -162,7 +165,10 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
     if shared is None or shared != fs:
         shared = _LAST[tp] = _shared(fs)
     _set_fields_set(model, shared)
-    d = model.__dict__
+    extra = model.__pydantic_extra__
+    if extra is not None and not extra and type(extra) is dict:
+        _set_extra(model, EMPTY_DICT)
+    d = _split_dict(model, tp)
     plans = _PLANS
     sections = depth + 1
     for name in plan:
@@ -211,6 +217,32 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
     if depth < 2:
         return model
     return _canonical(model, tp, shared, d)
+
+
+# A pydantic model keeps its fields in a `__dict__` that pydantic-core builds itself: a combined dict with its
+# own key table. An instance whose attributes are set one by one gets CPython's key-sharing dict instead: the
+# class holds the keys once and each dict only its values (measured with tracemalloc: ObjectMeta's 15 fields
+# ~464 -> ~290 bytes, a 5-field Node ~190 -> ~125). Stored models get such a dict at commit: same keys, order
+# and values, so readers, dumps, `==` and copies cannot tell. sys.getsizeof misreports these (it counts the
+# class's whole key capacity per dict); RSS is the measure (docs/performance.md, session 6). Empty dicts and
+# lists become the shared read-only `EMPTY_DICT`/`EMPTY_LIST` on the way (~25 per DPU's stored objects).
+_new_instance = object.__new__
+_set_attr = object.__setattr__
+
+
+def _split_dict(model: BaseModel, tp: type) -> dict[str, Any]:
+    twin: Any = _new_instance(tp)
+    for k, v in model.__dict__.items():
+        if not v:
+            tv = type(v)
+            if tv is dict:
+                v = EMPTY_DICT
+            elif tv is list:
+                v = EMPTY_LIST
+        _set_attr(twin, k, v)
+    d: dict[str, Any] = twin.__dict__
+    _set_attr(model, "__dict__", d)
+    return d
 
 
 # Equal nested models (a DaemonSet's containers and tolerations on every pod, identical conditions on
@@ -264,6 +296,10 @@ def _freeze(v: Any) -> Any:
     t = type(v)
     if t is str or v is None:
         return v
+    if t is ReadOnlyEmptyDict:
+        return (dict,)
+    if t is ReadOnlyEmptyList:
+        return (list,)
     if t is dict:
         return (dict, *[(k if type(k) is str else _freeze(k), _freeze(x)) for k, x in v.items()])
     if t is list or t is tuple:

@@ -18,7 +18,7 @@ from dpf_sim.fleet import FleetSpec, build_fleet
 from dpf_sim.models.bfbserver import BfbDirectory
 from dpf_sim.models.bluefield import BlueFieldParams, BlueFields, DpuState, StagedImage
 from dpf_sim.models.packing import PACK_MIN, RECENT, History, Packed, Packer, unpack
-from dpf_sim.net import Network
+from dpf_sim.net import Network, Utilisation
 from dpf_sim.rng import KEEP_LIVE_WORDS, LazyStream, Streams, derive_seed
 
 
@@ -216,3 +216,23 @@ def test_release_free_memory_returns_freed_heap_pages() -> None:
     assert freed > before - 10  # glibc keeps what free() gave back resident...
     assert after < freed - 60  # ...until trimmed (~90 MB here)
     assert pin[0] == ord("y")
+
+
+def test_utilisation_reads_like_the_list_of_changes_it_replaces() -> None:
+    changes = [(0.0, "bfb-server-0->core", 1.25e9), (3.5, "core->tor-0", 0.0), (3.5, "bfb-server-0->core", 6e8)]
+    u = Utilisation()
+    for c in changes:
+        u.append(c)
+    assert list(u) == changes and u == changes and len(u) == 3 and u[1] == changes[1]
+    again = Utilisation()
+    for c in changes:
+        again.append(c)
+    assert u == again
+    again.append((4.0, "core->tor-0", 1.0))
+    assert u != again and u != changes[:2]
+    as_tuples = sys.getsizeof(changes) + sum(sys.getsizeof(c) + sys.getsizeof(c[0]) + sys.getsizeof(c[2]) for c in changes)
+    many = Utilisation()
+    for i in range(1000):
+        many.append((float(i), "core->tor-0", float(i) * 2))
+    packed = sys.getsizeof(many._times) + sys.getsizeof(many._rates) + sys.getsizeof(many._links)
+    assert packed < 1000 * (as_tuples / 3) / 3

@@ -778,10 +778,25 @@ class TestMutationDetector:
             store.verify_snapshots()
 
     def test_caught_on_write_too(self, store: MemoryStore) -> None:
-        w = store.create(widget("a"))
+        obj = widget("a")
+        obj.metadata.labels["app"] = "x"
+        w = store.create(obj)
         w.metadata.labels["oops"] = "1"
         with pytest.raises(SnapshotMutated):
             store.patch(Widget, "a", "default", {"spec": {"size": 3}})
+
+    def test_an_empty_collection_of_a_snapshot_refuses_edits(self, store: MemoryStore) -> None:
+        # Every stored object shares one empty dict/list (compact.py): an edit would reach all of them.
+        w = store.create(widget("a"))
+        with pytest.raises(TypeError, match="read-only"):
+            w.metadata.labels["oops"] = "1"
+        with pytest.raises(TypeError, match="read-only"):
+            w.metadata.finalizers.append("x")
+        copy = w.deepcopy()
+        copy.metadata.labels["ok"] = "1"
+        copy.metadata.finalizers.append("x")
+        assert store.update(copy).metadata.labels == {"ok": "1"}
+        assert store.get(Widget, "a", "default").metadata.finalizers == ["x"]
 
     def test_off_means_no_checks(self, clock: Any) -> None:
         s = MemoryStore(clock=clock, detect_mutation=False)

@@ -362,3 +362,88 @@ def test_a_shared_instance_lives_only_as_long_as_a_snapshot_holds_it(store: Memo
     store._history.clear()  # the watch history holds the deleted snapshots too
     gc.collect()
     assert ref() is None
+
+
+# --- session 6: key-sharing __dict__s and shared read-only empties ---------------------------------------
+
+
+def _combined_dict_size(d: dict[str, Any]) -> int:
+    return __import__("sys").getsizeof({k: v for k, v in d.items()})
+
+
+def test_stored_models_hold_the_same_fields_in_the_same_order(store: MemoryStore) -> None:
+    source = _pod("p")
+    stored = store.create(_pod("p"))
+    fresh = Pod.model_validate(stored.model_dump(by_alias=True))
+    for a, b in zip(_models(stored), _models(fresh), strict=True):
+        assert type(a) is type(b)
+        assert list(a.__dict__) == list(b.__dict__)
+        assert a.__dict__ == b.__dict__
+    assert stored.spec == source.spec and source.spec == stored.spec  # create drops status
+    assert stored.model_dump() == fresh.model_dump()
+    assert stored.model_dump_json() == fresh.model_dump_json()
+
+
+def test_a_stored_metadata_dict_shares_its_keys_with_its_class(store: MemoryStore) -> None:
+    import tracemalloc
+
+    objs = [_pod(f"p{i}") for i in range(200)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    plain = [dict(o.metadata.__dict__) for o in objs]  # what pydantic builds: one key table per dict
+    combined = tracemalloc.get_traced_memory()[0] - before
+    stored = [store.create(o) for o in objs]
+    before = tracemalloc.get_traced_memory()[0]
+    shared = []
+    for s in stored:
+        twin = object.__new__(type(s.metadata))
+        for k, v in s.metadata.__dict__.items():
+            object.__setattr__(twin, k, v)
+        shared.append(twin.__dict__)
+    split = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(plain) == len(shared) == 200
+    # The stored dicts are key-sharing like `shared` (a dict copy of one keeps sharing; a combined one does not).
+    assert split < combined * 0.8
+    for s in stored:
+        assert len(s.metadata.__dict__) == len(type(s.metadata).model_fields)
+
+
+def test_empty_collections_of_stored_objects_are_one_read_only_instance(store: MemoryStore) -> None:
+    from dpf_core.api.meta import EMPTY_DICT, EMPTY_LIST
+
+    a, b = store.create(_pod("a")), store.create(_pod("b"))
+    assert a.metadata.annotations is EMPTY_DICT and b.metadata.annotations is EMPTY_DICT
+    assert a.metadata.finalizers is EMPTY_LIST and b.metadata.owner_references is EMPTY_LIST
+    assert a.metadata.annotations == {} and a.metadata.finalizers == []
+    for edit in (
+        lambda: a.metadata.annotations.__setitem__("k", "v"),
+        lambda: a.metadata.annotations.update(k="v"),
+        lambda: a.metadata.annotations.setdefault("k", "v"),
+        lambda: a.metadata.finalizers.append("f"),
+        lambda: a.metadata.finalizers.extend(["f"]),
+        lambda: a.metadata.finalizers.insert(0, "f"),
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            edit()
+    assert b.metadata.annotations == {} and b.metadata.finalizers == []
+    # Every copy is plain and editable.
+    for make in (lambda: a.deepcopy(), lambda: a.model_copy(deep=True), lambda: copy.deepcopy(a), lambda: pickle.loads(pickle.dumps(a))):
+        c = make()
+        assert type(c.metadata.annotations) is dict and type(c.metadata.finalizers) is list
+        c.metadata.annotations["k"] = "v"
+        c.metadata.finalizers.append("f")
+    assert type(copy.copy(a.metadata.annotations)) is dict and type(a.metadata.finalizers.copy()) is list
+    assert a.wire()["metadata"] == _pod("a").wire()["metadata"] | {k: v for k, v in a.wire()["metadata"].items() if k in ("uid", "resourceVersion", "creationTimestamp", "generation")}
+    assert a.metadata.annotations | {"k": "v"} == {"k": "v"} and list.__add__(a.metadata.finalizers, ["f"]) == ["f"]
+
+
+def test_open_models_share_the_empty_extra(store: MemoryStore) -> None:
+    from dpf_core.api.meta import EMPTY_DICT
+
+    p = store.create(_pod("a"))
+    assert p.__pydantic_extra__ is EMPTY_DICT
+    c = p.model_copy()
+    assert type(c.__pydantic_extra__) is dict
+    c.__pydantic_extra__["x"] = 1
+    assert p.__pydantic_extra__ == {}
