@@ -55,6 +55,11 @@ def dpu_name(host: str, pci_address: str) -> str:
     return f"{host.lower()}-{pci_label(pci_address)}"
 
 
+
+# Paths kept (a path is computed from the graph once and a rollout asks it a few times): ~190 bytes each, so a
+# 100k fleet would otherwise keep ~40 MB of them for the whole run.
+_PATHS_KEPT = 16384
+
 class FleetSpec(BaseModel):
     """What a scenario says about the hardware. Defaults: one rack of four hosts, one BlueField-3 each."""
 
@@ -110,7 +115,7 @@ class FleetSpec(BaseModel):
         return [4 if self.hosts_per_rack is None else self.hosts_per_rack] * self.racks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DpuRecord:
     name: str
     host: str
@@ -125,7 +130,7 @@ class DpuRecord:
         return self.pci_address + ".0"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostRecord:
     name: str
     rack: int
@@ -170,6 +175,8 @@ class Fleet:
                 raise KeyError(f"no node {a if a not in self.graph else b!r} in the fleet")
             nodes = nx.shortest_path(self.graph, a, b)
             p = tuple(link_id(x, y) for x, y in itertools.pairwise(nodes))
+            if len(self._paths) >= _PATHS_KEPT:
+                self._paths.clear()  # a DPU's own paths are asked for in one rollout, rarely again
             self._paths[key] = p
         return p
 

@@ -101,7 +101,7 @@ class Transfer(simpy.Event):
         return f"Transfer({self.ident} {self.src}->{self.dst} {self.transferred:.0f}/{self.size:.0f}B @{self.rate:.0f}B/s)"
 
 
-@dataclass
+@dataclass(slots=True)
 class LinkState:
     bandwidth: float
     up: bool = True

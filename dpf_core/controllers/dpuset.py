@@ -227,11 +227,13 @@ class SetView:
         self.nodes: dict[str, Node] = {}
         self._slots: dict[str, tuple[tuple[int, str | None], ...]] = {}
         self.total = 0
-        self._expected: dict[str, set[_Slot]] = {}
+        # Tuples, not sets: a Node holds one or two DPUs and a DPU name one slot (a 1-set is 216 bytes; ~40 MB
+        # at 100k DPUs).
+        self._expected: dict[str, tuple[_Slot, ...]] = {}
         self.missing: set[_Slot] = set()
         # Owned DPUs (the set's label selector) and their aggregates.
         self.dpus: dict[str, DPU] = {}
-        self._by_node: dict[str, set[str]] = {}
+        self._by_node: dict[str, tuple[str, ...]] = {}
         self.unselected: set[str] = set()
         self.unavailable: set[str] = set()
         self.unmerged: set[str] = set()
@@ -246,7 +248,9 @@ class SetView:
         name = dpu.name
         self.dpus[name] = dpu
         node = dpu.spec.node_name
-        self._by_node.setdefault(node, set()).add(name)
+        on_node = self._by_node.get(node, ())
+        if name not in on_node:
+            self._by_node[node] = (*on_node, name)
         deleting = dpu.metadata.deletion_timestamp is not None
         if is_unavailable(dpu):
             self.unavailable.add(name)
@@ -272,8 +276,10 @@ class SetView:
         node = dpu.spec.node_name
         on_node = self._by_node.get(node)
         if on_node is not None:
-            on_node.discard(name)
-            if not on_node:
+            rest = tuple(n for n in on_node if n != name)
+            if rest:
+                self._by_node[node] = rest
+            else:
                 del self._by_node[node]
         self.unselected.discard(name)
         self.unavailable.discard(name)
@@ -297,9 +303,10 @@ class SetView:
             self.total -= 1
             self.missing.discard((name, index))
             if expected is not None:
-                slots = self._expected[expected]
-                slots.discard((name, index))
-                if not slots:
+                slots = tuple(s for s in self._expected[expected] if s != (name, index))
+                if slots:
+                    self._expected[expected] = slots
+                else:
                     del self._expected[expected]
         self.nodes.pop(name, None)
         selected = node is not None and (self._matcher is None or self._matcher.matches(node.metadata.labels))
@@ -313,7 +320,9 @@ class SetView:
                 slots_of_node.append((index, expected))
                 self.total += 1
                 if expected is not None:
-                    self._expected.setdefault(expected, set()).add((name, index))
+                    have = self._expected.get(expected, ())
+                    if (name, index) not in have:
+                        self._expected[expected] = (*have, (name, index))
                 if expected is None or expected not in self.dpus:
                     self.missing.add((name, index))
             self._slots[name] = tuple(slots_of_node)

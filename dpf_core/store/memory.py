@@ -114,6 +114,24 @@ class _View:
             self.objs[i] = obj
 
 
+
+Posting = set[Key] | Key
+
+
+def _post(by_label: dict[str, dict[str, Posting]], k: str, v: str, key: Key) -> None:
+    by_value = by_label.get(k)
+    if by_value is None:
+        by_label[k] = {v: key}
+        return
+    have = by_value.get(v)
+    if have is None:
+        by_value[v] = key
+    elif isinstance(have, set):
+        have.add(key)
+    elif have != key:
+        by_value[v] = {have, key}
+
+
 @dataclass(eq=False)
 class _Table:
     """One kind: the objects plus the indexes a list needs."""
@@ -128,7 +146,9 @@ class _Table:
     spec_fields: tuple[str, ...]
     objs: dict[Key, KubeObject] = field(default_factory=dict)
     by_ns: dict[str, set[Key]] = field(default_factory=dict)
-    by_label: dict[str, dict[str, set[Key]]] = field(default_factory=dict)
+    # label key -> value -> the objects carrying it: one Key while only one does (a Node's hostname; a 1-set is
+    # 216 bytes, ~65 MB at 100k DPUs), a set from the second on.
+    by_label: dict[str, dict[str, Posting]] = field(default_factory=dict)
     # Sorted views, built by the first list and then kept in order with bisect (None = not built yet).
     view_all: _View | None = None
     view_ns: dict[str, _View] = field(default_factory=dict)
@@ -311,7 +331,7 @@ class MemoryStore:
         ns = key[0]
         t.by_ns.setdefault(ns, set()).add(key)
         for k, v in obj.metadata.labels.items():
-            t.by_label.setdefault(k, {}).setdefault(v, set()).add(key)
+            _post(t.by_label, k, v, key)
         if t.view_all is not None:
             t.view_all.insert(key, obj)
         view = t.view_ns.get(ns)
@@ -347,12 +367,17 @@ class MemoryStore:
             if by_value is None:
                 continue
             keys = by_value.get(v)
-            if keys is not None:
+            if keys is None:
+                continue
+            if isinstance(keys, set):
                 keys.discard(key)
-                if not keys:
-                    del by_value[v]
-                    if not by_value:
-                        del t.by_label[k]
+                if keys:
+                    continue
+            elif keys != key:
+                continue
+            del by_value[v]
+            if not by_value:
+                del t.by_label[k]
 
     def _unindex_owners(self, uid: str, obj: KubeObject) -> None:
         for ref in obj.metadata.owner_references:
@@ -376,7 +401,7 @@ class MemoryStore:
         if om.labels is not nm.labels and om.labels != nm.labels:
             self._unindex_labels(t, key, om.labels)
             for k, v in nm.labels.items():
-                t.by_label.setdefault(k, {}).setdefault(v, set()).add(key)
+                _post(t.by_label, k, v, key)
         if om.owner_references is not nm.owner_references and om.owner_references != nm.owner_references:
             uid = new.metadata.uid or ""
             self._unindex_owners(uid, old)
@@ -501,9 +526,9 @@ class MemoryStore:
             if by_value is None:
                 return set()
             if values is None:
-                postings = list(by_value.values())
+                postings = [p if isinstance(p, set) else {p} for p in by_value.values()]
             else:
-                postings = [by_value[v] for v in values if v in by_value]
+                postings = [p if isinstance(p, set) else {p} for v in values if (p := by_value.get(v)) is not None]
             size = sum(len(p) for p in postings)
             if size == 0:
                 return set()

@@ -447,3 +447,28 @@ def test_open_models_share_the_empty_extra(store: MemoryStore) -> None:
     assert type(c.__pydantic_extra__) is dict
     c.__pydantic_extra__["x"] = 1
     assert p.__pydantic_extra__ == {}
+
+
+def test_a_label_carried_by_one_object_is_indexed_without_a_set(store: MemoryStore) -> None:
+    a, b = _pod("a"), _pod("b")
+    a.metadata.labels["host"] = "h1"
+    b.metadata.labels["host"] = "h2"
+    store.create(a)
+    store.create(b)
+    t = next(t for t in store._tables.values() if t.cls is Pod)
+    assert t.by_label["host"] == {"h1": ("dpf", "a"), "h2": ("dpf", "b")}  # one Key each
+    assert t.by_label["app"]["dms"] == {("dpf", "a"), ("dpf", "b")}
+
+    def names(sel: str) -> list[str]:
+        return [p.name for p in store.list(Pod, "dpf", label_selector=sel)]
+
+    assert names("host=h1") == ["a"] and names("host in (h1,h2)") == ["a", "b"] and names("host") == ["a", "b"]
+    moved = store.get(Pod, "b", "dpf").deepcopy()
+    moved.metadata.labels["host"] = "h1"
+    store.update(moved)
+    assert t.by_label["host"] == {"h1": {("dpf", "a"), ("dpf", "b")}}
+    assert names("host=h1") == ["a", "b"] and names("host=h2") == []
+    store.delete(Pod, "a", "dpf")
+    assert names("host=h1") == ["b"]
+    store.delete(Pod, "b", "dpf")
+    assert "host" not in t.by_label and names("host") == []
