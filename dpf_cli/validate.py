@@ -28,9 +28,38 @@ class _Batch:
         return [o for o in self.objects if isinstance(o, cls) and (namespace is None or o.namespace == namespace)]
 
 
-def _documents(path: Path) -> Iterator[tuple[int, int, Any]]:
-    """(document number from 1, first line, content) for each document; a syntax error propagates."""
-    text = path.read_text()
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise OSError(0, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})") from None
+
+
+def _duplicates(node: yaml.Node, path: str = "", seen: frozenset[int] = frozenset()) -> Iterator[tuple[str, int]]:
+    """(wire path, line) of every mapping key set twice: kubectl's strict field validation refuses them, and
+    a YAML loader would silently keep the later value."""
+    if id(node) in seen:  # an alias inside its own anchor
+        return
+    seen = seen | {id(node)}
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else f"<key on line {key_node.start_mark.line + 1}>"
+            here = f"{path}.{key}" if path else key
+            if key in keys:
+                yield here, key_node.start_mark.line + 1
+            keys.add(key)
+            yield from _duplicates(value_node, here, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicates(item, f"{path}[{i}]", seen)
+
+
+def _documents(path: Path) -> Iterator[tuple[int, int, Any, list[tuple[str, int]]]]:
+    """(document number from 1, first line, content, duplicate keys) for each document; a syntax error propagates."""
+    text = _read_text(path)
     loader = KubeYamlLoader(text)
     try:
         index = 0
@@ -39,7 +68,8 @@ def _documents(path: Path) -> Iterator[tuple[int, int, Any]]:
             index += 1
             if node is None:
                 continue
-            yield index, node.start_mark.line + 1, loader.construct_document(node)
+            dups = list(_duplicates(node))
+            yield index, node.start_mark.line + 1, loader.construct_document(node), dups
     finally:
         loader.dispose()
 
@@ -79,7 +109,7 @@ def validate_files(files: list[Path], namespace: str = "default") -> tuple[list[
             problem = getattr(err, "problem", None) or str(err)
             problems.append(f"{where}: YAML syntax error: {problem}")
             continue
-        for index, line, doc in docs:
+        for index, line, doc, dups in docs:
             if doc is None:
                 continue
             where = f"{path}:{index}"
@@ -87,6 +117,8 @@ def validate_files(files: list[Path], namespace: str = "default") -> tuple[list[
                 problems.append(f"{where} (line {line}): document is a {type(doc).__name__}, not a Kubernetes object")
                 continue
             checked += 1
+            problems.extend(f"{where} {_ident(doc)}: {field}: duplicate key on line {at} (the later value would silently win)"
+                            for field, at in dups)
             api_version = str(doc.get("apiVersion") or "")
             group = api_version.split("/")[0] if "/" in api_version else ""
             try:

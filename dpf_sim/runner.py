@@ -29,7 +29,7 @@ from dpf_core.store.protocol import WatchEvent
 
 from .engine import CostModel, release_free_memory
 from .expect import HISTORY_LINES, Check, Outcome, make_await, make_invariant, make_trace
-from .scenario import LoadedScenario, ScenarioError, Step, fleet_config
+from .scenario import FieldPath, LoadedScenario, ScenarioError, Step, fleet_config, format_path, to_wire
 from .timeseries import SeriesRecorder
 from .twin import Twin, TwinConfig, resolve_kind
 
@@ -341,6 +341,7 @@ class Runner:
         deleted: list[tuple[str, KubeObject]] = []
         try:
             if step.apply is not None:
+                self._store(step.store)  # an unknown store is one failure, not a bare KeyError per document
                 for k, doc in enumerate(self.loaded.manifests.get(i, [])):
                     try:
                         self.twin.apply([doc], store=step.store)
@@ -367,12 +368,23 @@ class Runner:
                     raise NotImplementedError("fault injection not available")
                 inject(step.fault)
         except ApiError as e:
-            errors.append(e.message)
+            errors.append(self._at_step(i, step, e.message))
         except (NotImplementedError, LookupError, ValueError, TypeError) as e:
-            errors.append(str(e) or type(e).__name__)
+            # str(KeyError("x")) is the repr "'x'"; its argument is the message.
+            text = str(e.args[0]) if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+            errors.append(self._at_step(i, step, text or type(e).__name__))
         if errors:
             self.step_failures.append(Outcome(label, False, f"{label} failed: " + "; ".join(errors)))
         return deleted
+
+    def _at_step(self, i: int, step: Step, message: str) -> str:
+        """`<file>:<line>: timeline[i].<field>: message`, as a load-time problem reads (a refused apply names
+        its document's line instead, so only an unknown store reaches here from an apply)."""
+        key = "store" if step.apply is not None else to_wire(step.action)
+        if ("timeline", i, key) not in self.loaded.lines and ("timeline", i, step.action) in self.loaded.lines:
+            key = step.action  # the file's own spelling (power_cycle)
+        path: FieldPath = ("timeline", i, key)
+        return f"{self.loaded.where(path)}: {format_path(path)}: {message}"
 
     def _store(self, name: str) -> Any:
         stores = self.twin.stores()

@@ -608,17 +608,31 @@ class _Problems:
             raise ScenarioError([text for _, text in sorted(self.items, key=lambda x: x[0])])
 
 
+def read_text(path: Path) -> str:
+    """A YAML file's text; OSError (with strerror) when it cannot be read or is not UTF-8 text."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # A binary or Latin-1 file: say where, as a YAML parser would, rather than a decoder's traceback.
+        line = data.count(b"\n", 0, e.start) + 1
+        raise OSError(0, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})") from None
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Read, validate and resolve a scenario file; ScenarioError lists every problem with file:line."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = read_text(p)
     except OSError as e:
         raise ScenarioError([f"{p}: cannot read: {e.strerror or e}"]) from None
     return load_scenario_text(text, path=p)
 
 
-def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | None = None) -> LoadedScenario:
+def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | None = None,
+                       lines: Mapping[FieldPath, int] | None = None) -> LoadedScenario:
+    """`lines` (a field path's line in the file the text came from) replaces the text's own line numbers:
+    a sweep validates each point from re-dumped YAML, and its problems must still point into the user's file."""
     label = str(path) if path is not None else "<scenario>"
     try:
         doc = _load_yaml(text)
@@ -628,10 +642,14 @@ def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | Non
         raise ScenarioError([f"{label}:{line}: YAML syntax error: {getattr(yerr, 'problem', None) or yerr}"]) from None
     except _RecursiveAlias as rec:
         raise ScenarioError([f"{label}:{rec.line}: recursive YAML alias (an anchor that contains itself)"]) from None
-    problems = _Problems(label, doc.lines)
+    problems = _Problems(label, doc.lines if lines is None else lines)
     for dup_path, line in doc.duplicates:
         problems.add(dup_path, "duplicate key (the later value would silently win)", line)
-    raw = doc.data if doc.data is not None else {}
+    if doc.data is None:
+        # An empty (or comments-only) file would otherwise run nothing and pass: almost surely the wrong file.
+        problems.add((), "the scenario is empty (write at least a fleet, a timeline or an expectation)")
+        problems.raise_if_any()
+    raw = doc.data
     if not isinstance(raw, Mapping):
         problems.add((), f"a scenario is a mapping, not a {type(raw).__name__}")
         problems.raise_if_any()
@@ -647,7 +665,7 @@ def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | Non
             problems.add(epath, _message(e, found))
         problems.raise_if_any()
         raise AssertionError("unreachable") from None
-    loaded = LoadedScenario(scenario, path, lines=doc.lines)
+    loaded = LoadedScenario(scenario, path, lines=dict(doc.lines if lines is None else lines))
     base = base_dir if base_dir is not None else (path.parent if path is not None else Path.cwd())
     _check(loaded, base, problems)
     problems.raise_if_any()
@@ -671,8 +689,15 @@ def _check(loaded: LoadedScenario, base: Path, problems: _Problems) -> None:
             _check_kind(step.patch.kind, (*where, "patch", "kind"), problems)
         elif step.delete is not None:
             _check_kind(step.delete.kind, (*where, "delete", "kind"), problems)
-        elif step.fault is not None and not _twin_can_inject():
-            problems.add((*where, "fault"), "fault injection not available (this twin has no Twin.inject)")
+        elif step.fault is not None:
+            if not _twin_can_inject():
+                problems.add((*where, "fault"), "fault injection not available (this twin has no Twin.inject)")
+            else:
+                # An unknown fault type or a bad parameter is the file's error, found before the run starts.
+                from .faults import check_fault
+
+                for message in check_fault(step.fault):
+                    problems.add((*where, "fault"), message)
     for j, exp in enumerate(sc.expect):
         key = "await" if exp.await_ is not None else "invariant" if exp.invariant is not None else "trace"
         where = ("expect", j, key)
@@ -834,7 +859,7 @@ def _resolve_apply(step: Step, where: FieldPath, base: Path, problems: _Problems
 
 def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list[tuple[dict[str, Any], str]]:
     try:
-        text = file.read_text()
+        text = read_text(file)
     except OSError as e:
         problems.add(ref, f"manifest file {file}: {e.strerror or e}")
         return []
@@ -848,11 +873,15 @@ def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list
             if node is None:
                 continue
             lines: dict[FieldPath, int] = {(): node.start_mark.line + 1}
-            _index(node, (), lines, [])
+            dups: list[tuple[FieldPath, int]] = []
+            _index(node, (), lines, dups)
             doc = loader.construct_document(node)
             if doc is None:
                 continue
             head = f"manifest {file}: document {number}"
+            # The API server's strict field validation refuses a manifest with a key set twice.
+            for dup_path, dup_line in dups:
+                problems.add(ref, f"{head} (line {dup_line}): {format_path(dup_path)}: duplicate key (the later value would silently win)")
             if not isinstance(doc, Mapping):
                 problems.add(ref, f"{head} (line {lines[()]}): not a Kubernetes object")
                 continue
@@ -863,6 +892,8 @@ def _read_manifest_file(file: Path, ref: FieldPath, problems: _Problems) -> list
         mark = getattr(e, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
         problems.add(ref, f"manifest {file}{line}: YAML syntax error: {getattr(e, 'problem', None) or e}")
+    except _RecursiveAlias as rec:
+        problems.add(ref, f"manifest {file} (line {rec.line}): recursive YAML alias (an anchor that contains itself)")
     finally:
         loader.dispose()
     return out

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from .scenario import LoadedScenario, ScenarioError, load_scenario_text
+from .scenario import LoadedScenario, ScenarioError, load_scenario_text, read_text
 
 PathPart = str | int
 
@@ -100,12 +100,15 @@ def parse_path(path: str) -> tuple[KindRef | None, tuple[PathPart, ...]]:
 
 def parse_values(text: str) -> list[Any]:
     text = text.strip()
-    if text.startswith("["):
-        values = yaml.safe_load(text)
-        if not isinstance(values, list):
-            raise SweepError(f"values {text!r}: not a YAML list")
-    else:
-        values = [yaml.safe_load(v.strip()) if v.strip() else "" for v in text.split(",")]
+    try:
+        if text.startswith("["):
+            values = yaml.safe_load(text)
+            if not isinstance(values, list):
+                raise SweepError(f"values {text!r}: not a YAML list")
+        else:
+            values = [yaml.safe_load(v.strip()) if v.strip() else "" for v in text.split(",")]
+    except yaml.YAMLError as e:
+        raise SweepError(f"values {text!r}: not YAML: {getattr(e, 'problem', None) or e}") from None
     if not values:
         raise SweepError("no values given")
     if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
@@ -118,7 +121,11 @@ def parse_param(spec: str) -> Param:
     if not sep or not path.strip():
         raise SweepError(f"--param {spec!r}: write PATH=V1,V2,...")
     target, parts = parse_path(path)
-    return Param(path.strip(), tuple(parse_values(values)), target, parts)
+    try:
+        parsed = parse_values(values)
+    except SweepError as e:
+        raise SweepError(f"--param {path.strip()}: {e}") from None
+    return Param(path.strip(), tuple(parsed), target, parts)
 
 
 # --- applying a point to a scenario ---------------------------------------------------------------------
@@ -133,7 +140,7 @@ def set_path(root: Any, parts: Sequence[PathPart], value: Any, *, where: str) ->
     node = root
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        shown = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[: i + 1])
+        shown = (where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts[: i + 1])).lstrip(".")
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise SweepError(f"{shown}: [{part}] needs a list, found {type(node).__name__}")
@@ -178,7 +185,7 @@ class Base:
     def load(cls, path: str | Path) -> Base:
         p = Path(path)
         try:
-            text = p.read_text()
+            text = read_text(p)
         except OSError as e:
             raise ScenarioError([f"{p}: cannot read: {e.strerror or e}"]) from None
         loaded = load_scenario_text(text, path=p)  # every problem of the file itself, with lines
@@ -189,18 +196,25 @@ class Base:
 def build_point(base: Base, params: Sequence[Param], values: Sequence[Any]) -> LoadedScenario:
     """The scenario of one parameter point, validated as `dpf run` would validate it."""
     raw = copy.deepcopy(base.raw)
-    for p, v in zip(params, values, strict=True):
-        if p.target is None:
-            set_path(raw, p.parts, v, where="")
     label = f"{base.path or '<scenario>'} with " + ", ".join(f"{p.path}={v}" for p, v in zip(params, values, strict=True))
     try:
-        loaded = load_scenario_text(yaml.safe_dump(raw, sort_keys=False), path=base.path, base_dir=base.base_dir)
+        for p, v in zip(params, values, strict=True):
+            if p.target is None:
+                set_path(raw, p.parts, v, where="")
+    except SweepError as e:
+        raise SweepError(f"{label}: {e}") from None
+    try:
+        # The original file's line numbers: the point's text is re-dumped YAML, which the user never saw.
+        loaded = load_scenario_text(yaml.safe_dump(raw, sort_keys=False), path=base.path, base_dir=base.base_dir,
+                                    lines=base.loaded.lines)
     except ScenarioError as e:
-        # Line numbers refer to the re-dumped text; the field paths are what matter here.
         raise SweepError(f"{label}: invalid scenario:\n  " + "\n  ".join(e.problems)) from None
-    for p, v in zip(params, values, strict=True):
-        if p.target is not None:
-            _set_in_manifests(loaded, p, v)
+    try:
+        for p, v in zip(params, values, strict=True):
+            if p.target is not None:
+                _set_in_manifests(loaded, p, v)
+    except SweepError as e:
+        raise SweepError(f"{base.path or '<scenario>'}: {e}") from None
     _check_manifests(loaded, label)
     return loaded
 
@@ -375,11 +389,19 @@ def plan(base: Base, params: Sequence[Param], replications: int, *, seed: int | 
         raise SweepError("a parameter path is given twice")
     first = base.loaded.scenario.seed if seed is None else seed
     jobs: list[Job] = []
+    bad: list[str] = []
     for point, values in enumerate(itertools.product(*(p.values for p in params))):
-        loaded = build_point(base, params, values)
+        try:
+            loaded = build_point(base, params, values)
+        except SweepError as e:
+            # Every bad point at once, as a scenario lists every bad field: one edit fixes the command line.
+            bad.append(str(e))
+            continue
         for r in range(replications):
             jobs.append(Job(len(jobs), point, r, first + r, dict(zip(paths, values, strict=True)), loaded, until,
                             keep_progress=r == 0))
+    if bad:
+        raise SweepError("\n".join(bad))
     return jobs
 
 
@@ -460,6 +482,12 @@ def sweep(scenario: str | Path, params: Sequence[Param], *, replications: int = 
         raise SweepError("give at least one --param PATH=V1,V2,...")
     base = Base.load(scenario)
     jobs = plan(base, params, replications, seed=seed, until=until)
+    if out is not None:
+        # Before the runs, not after: an --out that cannot hold the results must not cost the sweep.
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SweepError(f"--out {out}: cannot create the output directory: {e.strerror or e}") from None
     started = time.perf_counter()
     raw_rows = execute(jobs, workers=workers, dask=dask, on_row=on_row)
     wall = time.perf_counter() - started
@@ -546,6 +574,10 @@ def sweep_command(scenario: Path, param_specs: Sequence[str], *, replications: i
         return CommandOutput(2, err=[*e.problems, f"{scenario}: invalid scenario ({len(e.problems)} problem(s))"])
     except SweepError as e:
         return CommandOutput(2, err=[str(e)])
+    except OSError as e:
+        # Dask's "Timed out trying to connect to tcp://...", or an output file that cannot be written: both
+        # messages name their target.
+        return CommandOutput(2, err=[f"dpf sweep: {e}"])
     res = CommandOutput(0)
     m = result.meta
     res.out.append(f"sweep {m['scenario']}: {m['runs']} runs on {m['executor']} in {m['wall_seconds']:.1f}s wall")
