@@ -13,6 +13,13 @@ One process talks to one API server, like each DPF binary: `--controllers provis
 servicechainset controller, NVIPAM, the IPAM injector); `--node NAME` adds the SFC node agent of that DPU,
 against its DPU cluster, on the local Open vSwitch.
 
+The cluster managers are not part of the provisioning set: in DPF each is a Deployment of its own that the
+dpf-operator creates or prunes from the DPFOperatorConfig. An operator running `provisioning` stands in for
+that: it reads the singleton `dpf-operator-system/dpfoperatorconfig` at start and hosts `kamaji-cluster-manager`
+unless disabled and `static-cluster-manager` only when configured (both while no config exists, as the twin),
+each as its own Manager with its own workers; a later change of the config (not paused, not deleted) starts or
+stops them without a restart, as the operator would create or prune the Deployments.
+
 Ports of the host controllers: Tasks = `ThreadTasks` running the core task procedures with real op
 handlers (DMS over gRPC with mTLS, BFB HTTP download into the BFB directory, host reboots exec'd in the DMS
 pod); BfbStore = the BFB directory; Dms = a TCP dial; HostExec = `cat /proc/uptime` exec'd in the DMS pod;
@@ -42,6 +49,7 @@ from typing import Any
 from dpf_core.api import registry
 from dpf_core.api.external import Pod, Secret
 from dpf_core.api.meta import KubeObject
+from dpf_core.api.operator import DPFOperatorConfig
 from dpf_core.api.provisioning import DPU
 from dpf_core.controllers.options import ProvisioningOptions
 from dpf_core.errors import ApiError
@@ -82,6 +90,8 @@ class Selection:
     controllers: list[Controller] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # The host composition's cluster managers, hosted per the DPFOperatorConfig (with `provisioning`).
+    cluster_managers: bool = False
 
 
 def select_controllers(names: Iterable[str], options: ProvisioningOptions | None = None) -> Selection:
@@ -103,6 +113,8 @@ def select_controllers(names: Iterable[str], options: ProvisioningOptions | None
                                f"(dpf_core.system has no {' / '.join(functions)}())")
             continue
         made = factory(options) if name == "provisioning" else factory()
+        if name == "provisioning" and hasattr(system, "CLUSTER_MANAGERS"):
+            out.cluster_managers = True
         out.controllers.extend(made)
         out.sets.append(name)
     return out
@@ -456,6 +468,39 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
 # --- the operator ------------------------------------------------------------------------------------
 
 
+class ClusterManagerProcess:
+    """One cluster manager (a Deployment of its own in DPF): its Manager and its own workers, so stopping it
+    leaves the provisioning manager's queues alone. Events that arrive while it starts are kept and handed
+    over after its initial list (the kube watch shell has no subscription to close that gap)."""
+
+    def __init__(self, name: str, manager: Manager, driver: ThreadedDriver) -> None:
+        self.name = name
+        self.manager = manager
+        self.driver = driver
+        self._lock = threading.Lock()
+        self._early: list[WatchEvent] | None = []
+
+    def dispatch(self, ev: WatchEvent) -> None:
+        with self._lock:
+            if self._early is not None:
+                self._early.append(ev)
+                return
+        self.manager.dispatch(ev)
+
+    def start(self) -> None:
+        self.driver.start()
+        with self._lock:
+            early, self._early = self._early or [], None
+        for ev in early:
+            self.manager.dispatch(ev)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._early = None
+        self.driver.stop()
+        self.manager.stop()
+
+
 @dataclass
 class OperatorConfig:
     kubeconfig: str | None = None
@@ -496,12 +541,22 @@ class Operator:
         def recorder(component: str) -> EventRecorder:
             return EventRecorder(self.client, clock, component)
 
+        self.clock = clock
+        self.recorder = recorder
         self.manager = Manager(self.client, clock, recorder, self.ports, name="dpf-operator")
         for c in controllers:
             self.manager.add(c)
-        self.feed = EventFeed(self.manager.dispatch)
+        # Hosted cluster managers by Deployment name; replaced whole (never mutated) so the watch thread can
+        # read it without a lock while the deployer thread starts and stops processes.
+        self.cluster_managers: dict[str, ClusterManagerProcess] = {}
+        self._deploy_lock = threading.Lock()
+        self._deploy_cond = threading.Condition()
+        self._deploy_wanted: tuple[str, ...] | None = None
+        self._deploy_stopping = False
+        self._deployer: threading.Thread | None = None
+        self.feed = EventFeed(self._dispatch)
         self.driver = ThreadedDriver(self.manager, on_outcome=self.metrics.observe, name="dpf")
-        self.metrics.controllers = self.manager.controllers
+        self.metrics.controllers = list(self.manager.controllers)
         self.metrics.clients = [self.client]
         self.metrics.feed = self.feed
         self.metrics.tasks = self.tasks
@@ -550,12 +605,97 @@ class Operator:
             self.manager.controller(target).enqueue(Request(ns or None, name))
 
     def watched_kinds(self) -> list[type[KubeObject]]:
+        """The kinds to watch, known before kopf starts: those of every cluster manager that may be deployed
+        later, and the DPFOperatorConfig that decides it, are watched from the start."""
+        controllers = list(self.manager.controllers)
+        if self.selection.cluster_managers:
+            from dpf_core import system
+
+            for name in system.CLUSTER_MANAGER_NAMES:
+                controllers += system.cluster_manager_controllers(name, self.options)
         seen: list[type[KubeObject]] = []
-        for c in self.manager.controllers:
+        for c in controllers:
             for source, kind in c.watched():
                 if source is None and kind not in seen:
                     seen.append(kind)
+        if self.selection.cluster_managers and DPFOperatorConfig not in seen:
+            seen.append(DPFOperatorConfig)
         return seen
+
+    def _dispatch(self, ev: WatchEvent) -> None:
+        self.manager.dispatch(ev)
+        for process in self.cluster_managers.values():
+            process.dispatch(ev)
+        if self.selection.cluster_managers and isinstance(ev.object, DPFOperatorConfig):
+            from dpf_core import system
+
+            wanted = system.operator_config_change(ev)
+            if wanted is not None:
+                self._request_cluster_managers(wanted)
+
+    # --- cluster managers: the Deployments the operator creates and prunes ----------------------------
+    def initial_cluster_managers(self) -> tuple[str, ...]:
+        """What to host at start: per the DPFOperatorConfig singleton on the host cluster (both while there is
+        none, or it is paused, or it cannot be read: the watch corrects that as soon as it lists the config)."""
+        from dpf_core import system
+        from dpf_core.controllers.operator_config import OperatorOptions
+
+        wanted = OperatorOptions()
+        try:
+            config = self.client.try_get(DPFOperatorConfig, wanted.config_name, wanted.config_namespace)
+        except ApiError as e:
+            log.warning("cannot read DPFOperatorConfig %s/%s, running both cluster managers until it is listed: %s",
+                        wanted.config_namespace, wanted.config_name, e)
+            config = None
+        if config is not None and not system.counts_as_operator_config(config):
+            config = None
+        return system.deployed_cluster_managers(config)
+
+    def deploy_cluster_managers(self, wanted: Sequence[str]) -> None:
+        """Start the wanted cluster managers that are not running and stop the running ones no longer wanted.
+        A stopped manager's writes (conditions, its clean-up finalizer) stay, as after DPF prunes it."""
+        from dpf_core import system
+
+        with self._deploy_lock:
+            running = dict(self.cluster_managers)
+            for name in system.CLUSTER_MANAGER_NAMES:
+                process = running.get(name)
+                if name in wanted and process is None:
+                    manager = Manager(self.client, self.clock, self.recorder, self.ports, name=name)
+                    for c in system.cluster_manager_controllers(name, self.options):
+                        manager.add(c)
+                    process = ClusterManagerProcess(name, manager, ThreadedDriver(
+                        manager, on_outcome=self.metrics.observe, name=name))
+                    running[name] = process
+                    self.cluster_managers = dict(running)
+                    process.start()
+                    log.info("cluster manager %s started (DPFOperatorConfig)", name)
+                elif name not in wanted and process is not None:
+                    del running[name]
+                    self.cluster_managers = dict(running)
+                    process.stop()
+                    log.info("cluster manager %s stopped (DPFOperatorConfig)", name)
+            self.metrics.controllers = [*self.manager.controllers,
+                                        *(c for p in running.values() for c in p.manager.controllers)]
+
+    def _request_cluster_managers(self, wanted: tuple[str, ...]) -> None:
+        # Starting lists objects and stopping joins workers: not on the watch thread; only the latest wish counts.
+        with self._deploy_cond:
+            self._deploy_wanted = wanted
+            self._deploy_cond.notify_all()
+
+    def _deploy_loop(self) -> None:
+        while True:
+            with self._deploy_cond:
+                while self._deploy_wanted is None and not self._deploy_stopping:
+                    self._deploy_cond.wait()
+                if self._deploy_stopping:
+                    return
+                wanted, self._deploy_wanted = self._deploy_wanted, None
+            try:
+                self.deploy_cluster_managers(wanted or ())
+            except Exception:
+                log.exception("deploying the cluster managers %s failed", ", ".join(wanted or ()) or "(none)")
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def wait_for_api(self, timeout: float = 120.0) -> None:
@@ -581,8 +721,20 @@ class Operator:
             log.info("metrics on :%d/metrics", self.metrics_server.server_address[1])
         self.driver.start()
         log.info("controllers started: %s", ", ".join(c.name for c in self.manager.controllers))
+        if self.selection.cluster_managers:
+            self.deploy_cluster_managers(self.initial_cluster_managers())
+            self._deploy_stopping = False
+            self._deployer = threading.Thread(target=self._deploy_loop, name="dpf-cluster-managers", daemon=True)
+            self._deployer.start()
 
     def stop(self) -> None:
+        if self._deployer is not None:
+            with self._deploy_cond:
+                self._deploy_stopping = True
+                self._deploy_cond.notify_all()
+            self._deployer.join(10.0)
+            self._deployer = None
+        self.deploy_cluster_managers(())
         self.driver.stop()
         for close in reversed(self._closers):
             try:
@@ -626,7 +778,9 @@ class Operator:
 
         @kopf.on.probe(id="controllers", registry=reg)
         def _probe(**_: Any) -> dict[str, Any]:
-            return {"reconciles": self.driver.reconciles, "errors": self.driver.errors, "events": self.feed.events}
+            drivers = [self.driver, *(p.driver for p in self.cluster_managers.values())]
+            return {"reconciles": sum(d.reconciles for d in drivers), "errors": sum(d.errors for d in drivers),
+                    "events": self.feed.events, "cluster_managers": sorted(self.cluster_managers)}
 
         for cls in self.watched_kinds():
             info = cls.KIND
