@@ -109,12 +109,16 @@ def validate_files(files: list[Path], namespace: str = "default") -> tuple[list[
             problem = getattr(err, "problem", None) or str(err)
             problems.append(f"{where}: YAML syntax error: {problem}")
             continue
+        if all(doc is None for _, _, doc, _ in docs):
+            problems.append(f"{path}: no objects in the file (kubectl apply refuses it too)")
+            continue
         for index, line, doc, dups in docs:
             if doc is None:
                 continue
-            where = f"{path}:{index}"
+            # The line the document starts on, as `dpf run` names a manifest (an editor can jump to it).
+            where = f"{path}:{line}"
             if not isinstance(doc, Mapping):
-                problems.append(f"{where} (line {line}): document is a {type(doc).__name__}, not a Kubernetes object")
+                problems.append(f"{where}: document {index} is a {type(doc).__name__}, not a Kubernetes object")
                 continue
             checked += 1
             problems.extend(f"{where} {_ident(doc)}: {field}: duplicate key on line {at} (the later value would silently win)"

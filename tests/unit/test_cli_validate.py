@@ -59,6 +59,17 @@ def test_every_bad_field_is_named_with_file_document_and_object(tmp_path: Path) 
     f.write_text(DPUSET + "---\n" + BAD_BFB)
     problems, checked, _ = validate_files([f])
     assert checked == 2
-    assert problems and all(p.startswith(f"{f}:2 BFB/dpf-operator-system/bf-bundle: spec.") for p in problems)
+    line = (DPUSET + "---\n").count("\n") + 1 + BAD_BFB[: len(BAD_BFB) - len(BAD_BFB.lstrip("\n"))].count("\n")
+    assert problems and all(p.startswith(f"{f}:{line} BFB/dpf-operator-system/bf-bundle: spec.") for p in problems)
     fields = {p.split(": ")[1] for p in problems}
     assert {"spec.url", "spec.fileName"} <= fields
+
+
+def test_a_file_without_objects_is_a_problem(tmp_path: Path) -> None:
+    empty, comments = tmp_path / "empty.yaml", tmp_path / "comments.yaml"
+    empty.write_text("")
+    comments.write_text("# nothing here\n---\n")
+    problems, checked, _ = validate_files([empty, comments])
+    assert checked == 0
+    assert problems == [f"{empty}: no objects in the file (kubectl apply refuses it too)",
+                        f"{comments}: no objects in the file (kubectl apply refuses it too)"]
