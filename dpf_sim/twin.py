@@ -189,7 +189,7 @@ class Twin:
     def _compose(self) -> None:
         """Wire models, ports and the core controllers (the same composition the operator hosts)."""
         from dpf_core.api.provisioning import BFB
-        from dpf_core.controllers import bfb, dpu, dpucluster, dpuset, kamaji_cluster_manager, static_cluster_manager
+        from dpf_core.controllers import bfb, dpu, dpucluster, dpuset
         from dpf_core.controllers.options import ProvisioningOptions
         from dpf_core.ports import Ports
         from dpf_core.runtime import EventRecorder, Manager, MemoryRecorder
@@ -266,8 +266,9 @@ class Twin:
         # DPF's cluster managers are binaries of their own, deployed (or not) by the operator from the
         # DPFOperatorConfig: one Manager each, named after its Deployment. Until a DPFOperatorConfig says
         # otherwise the twin stands in for an operator that runs both (docs/differences.md).
-        self._cluster_manager_modules = {kamaji_cluster_manager.NAME: kamaji_cluster_manager,
-                                         static_cluster_manager.NAME: static_cluster_manager}
+        from dpf_core import system
+
+        self._cluster_manager_modules = system.CLUSTER_MANAGER_NAMES
         self._recorder = recorder
         self.cluster_managers: dict[str, Manager] = {}
         for name in self._cluster_manager_modules:
@@ -277,10 +278,12 @@ class Twin:
         self.host.subscribe(self._cluster_managers_config, [DPFOperatorConfig])
 
     def _start_cluster_manager(self, name: str) -> None:
+        from dpf_core import system
         from dpf_core.runtime import Manager
 
         manager = Manager(self.host, self.clock, self._recorder, self.ports, name=name)
-        manager.add(self._cluster_manager_modules[name].controller(self.options))
+        for controller in system.cluster_manager_controllers(name, self.options):
+            manager.add(controller)
         self.driver.add(manager)
         faults: Any = getattr(self, "faults", None)
         if faults is not None:
@@ -292,16 +295,12 @@ class Twin:
         `static-cluster-manager` only when `staticClusterManager` is configured and not disabled
         (DPF's inventory defaults); removing a component deletes its Deployment. A paused config, another
         object than the singleton and a deleted config change nothing (the twin keeps its provisioning
-        controllers running after a deletion too)."""
-        from dpf_core.api.operator import DPFOperatorConfig
-        from dpf_core.controllers import operator_config
+        controllers running after a deletion too). The real operator decides the same way (dpf_core/system.py)."""
+        from dpf_core import system
 
-        config = ev.object
-        wanted = operator_config.OperatorOptions()
-        if (ev.type == "DELETED" or not isinstance(config, DPFOperatorConfig) or config.paused
-                or (config.namespace, config.name) != (wanted.config_namespace, wanted.config_name)):
+        enabled = system.operator_config_change(ev)
+        if enabled is None:
             return
-        enabled = set(config.enabled_components())
         for name in self._cluster_manager_modules:
             running = self.cluster_managers.get(name)
             if name in enabled and running is None:
@@ -320,13 +319,13 @@ class Twin:
         in place: DMS pods created from now on carry the new `-exec_timeout`, running ones keep theirs."""
         from dataclasses import replace
 
+        from dpf_core import system
         from dpf_core.api.operator import PROVISIONING_CONTROLLER_NAME, DPFOperatorConfig
         from dpf_core.controllers import operator_config
 
         config = ev.object
         wanted = operator_config.OperatorOptions()
-        if (ev.type == "DELETED" or not isinstance(config, DPFOperatorConfig) or config.paused
-                or (config.namespace, config.name) != (wanted.config_namespace, wanted.config_name)):
+        if ev.type == "DELETED" or not system.counts_as_operator_config(config) or not isinstance(config, DPFOperatorConfig):
             return  # the operator reconciles only its singleton, and nothing while paused
         workload = operator_config.OperatorConfigReconciler(wanted).render_host_workload(
             config, PROVISIONING_CONTROLLER_NAME)
