@@ -168,7 +168,7 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
     extra = model.__pydantic_extra__
     if extra is not None and not extra and type(extra) is dict:
         _set_extra(model, EMPTY_DICT)
-    d = _split_dict(model, tp)
+    d = model.__dict__
     plans = _PLANS
     sections = depth + 1
     for name in plan:
@@ -214,9 +214,12 @@ def _compact(model: BaseModel, plan: tuple[str, ...], depth: int = 0) -> BaseMod
                 c = _compact(v, p, sections)
                 if c is not v:
                     d[name] = c
-    if depth < 2:
-        return model
-    return _canonical(model, tp, shared, d)
+    if depth >= 2:
+        found = _canonical(model, tp, shared, d)
+        if found is not model:
+            return found  # an equal one is stored already: this one is dropped, no dict to rebuild
+    _split_dict(model, tp)
+    return model
 
 
 # A pydantic model keeps its fields in a `__dict__` that pydantic-core builds itself: a combined dict with its
@@ -230,7 +233,7 @@ _new_instance = object.__new__
 _set_attr = object.__setattr__
 
 
-def _split_dict(model: BaseModel, tp: type) -> dict[str, Any]:
+def _split_dict(model: BaseModel, tp: type) -> None:
     twin: Any = _new_instance(tp)
     for k, v in model.__dict__.items():
         if not v:
@@ -240,9 +243,7 @@ def _split_dict(model: BaseModel, tp: type) -> dict[str, Any]:
             elif tv is list:
                 v = EMPTY_LIST
         _set_attr(twin, k, v)
-    d: dict[str, Any] = twin.__dict__
-    _set_attr(model, "__dict__", d)
-    return d
+    _set_attr(model, "__dict__", twin.__dict__)
 
 
 # Equal nested models (a DaemonSet's containers and tolerations on every pod, identical conditions on
