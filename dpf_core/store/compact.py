@@ -258,6 +258,8 @@ _CANON_REFS: dict[tuple[Any, ...], weakref.ref[BaseModel]] = vars(_CANON)["data"
 _TRIAL = 512
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 _TRIED: dict[type, int] = {}
+_PARTS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_NO_EXTRA = (None, (dict,))
 _HITS: dict[type, int] = {}
 
 
@@ -269,10 +271,14 @@ def _canonical(model: BaseModel, tp: type, fields_set: SharedFieldsSet, d: dict[
     _TRIED[tp] = tried + 1
     extra = model.__pydantic_extra__
     private = model.__pydantic_private__
-    fixed = (tp, id(fields_set), None if extra is None else _freeze(extra), None if private is None else _freeze(private))
-    values = tuple(d.values())
-    types_ = tuple(map(type, values))
     try:
+        fixed = (tp, id(fields_set), None if extra is None else _freeze(extra), None if private is None else _freeze(private))
+        # Every entry keeps its key: the parts most keys repeat are one tuple each (~170 bytes an entry).
+        if fixed[2] in _NO_EXTRA and fixed[3] is None:  # (extras that hold values would grow the table)
+            fixed = _PARTS.setdefault(fixed, fixed)
+        values = tuple(d.values())
+        types_ = tuple(map(type, values))
+        types_ = _PARTS.setdefault(types_, types_)
         if _ATOMS.issuperset(types_):
             # Leaves (conditions, tolerations, references) hold only atoms: their values and the values'
             # types (1, 1.0 and True are equal keys otherwise) are the key as they are.
