@@ -1,7 +1,8 @@
 """The client protocol every controller uses, whatever is behind it (MemoryStore, the kube API).
 
 Objects returned by reads are shared, read-only snapshots (like client-go lister objects): call
-`obj.deepcopy()` before editing one. Writes take a private object and return the stored result.
+`obj.deepcopy()` before editing one. Writes take a private object and return the stored result. A
+MemoryStore snapshot's empty dicts and lists are one shared read-only instance: editing one raises TypeError.
 """
 
 from __future__ import annotations
