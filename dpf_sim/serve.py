@@ -58,6 +58,7 @@ from .apiserver import (
     ServingCert,
     TokenAuthority,
     cluster_path,
+    crds,
     self_signed,
 )
 from .cluster import TWIN_CLUSTER_EXTENSION
@@ -69,6 +70,9 @@ from .twin import Twin, resolve_kind
 log = logging.getLogger("dpf_sim.serve")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# DPF's Helm chart is installed with --create-namespace into dpf-operator-system: on a real host cluster it is
+# there before any DPF object is, and kubectl reports a missing object in it, not a missing namespace.
+OPERATOR_NAMESPACES = ("dpf-operator-system",)
 TICK = 0.05  # wall seconds between pacer wake-ups when nothing is due
 SLICE = 0.05  # wall seconds the pacer may hold the lock before letting HTTP requests in
 
@@ -197,8 +201,8 @@ class ServedTwin:
         self._exec = Executor()
         self.twin.hosts.register(self._exec)
         self.twin.cluster_created.append(self._cluster_created)
-        for store in self.twin.stores().values():
-            self._system_namespaces(store)
+        for cluster, store in self.twin.stores().items():
+            self._system_namespaces(store, OPERATOR_NAMESPACES if cluster == HOST else ())
         if options.timeline and loaded.scenario.timeline:
             self.twin.env.process(self._timeline())
 
@@ -260,8 +264,8 @@ class ServedTwin:
             self._say(f"DPU cluster {name} served at {self.server_url(name)} (kubeconfig {path})")
 
     @staticmethod
-    def _system_namespaces(store: MemoryStore) -> None:
-        for ns in SYSTEM_NAMESPACES:
+    def _system_namespaces(store: MemoryStore, extra: tuple[str, ...] = ()) -> None:
+        for ns in SYSTEM_NAMESPACES + extra:
             if store.try_get(Namespace, ns) is None:
                 store.create(Namespace.model_validate({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
                 with contextlib.suppress(ApiError):
@@ -401,6 +405,8 @@ def serve(scenario: Path, options: ServeOptions, out: TextIO | None = None) -> i
     stream = out if out is not None else sys.stdout
     loaded = load_scenario(scenario)
     served = ServedTwin(loaded, options, stream)
+    with served.lock:
+        crds.install(served.twin.host)  # here, not in ServedTwin: in-process users keep the core's registry as is
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -18,6 +18,7 @@ import re
 import secrets
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ from aiohttp import web
 from dpf_core.api import admission
 from dpf_core.api.kubeyaml import KubeYamlLoader
 from dpf_core.api.meta import KubeObject
-from dpf_core.errors import ApiError, BadRequest, FieldCause, Gone, Invalid, NotFound
+from dpf_core.errors import AlreadyExists, ApiError, BadRequest, Conflict, FieldCause, Gone, Invalid, NotFound
 from dpf_core.runtime import parse_rfc3339, rfc3339
 from dpf_core.store.memory import MemoryStore, ResourceVersionTooLarge
 from dpf_core.store.patch import PatchError, json_patch, merge_patch
@@ -476,8 +477,7 @@ class Selection:
 async def handle(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.StreamResponse:
     method = request.method
     is_watch = route.watch or request.query.get("watch", "").lower() in ("1", "true")
-    if request.query.get("dryRun"):
-        raise BadRequest("dryRun is not supported by the twin API server")
+    dry_run(request)  # an unknown value is refused whatever the verb, as the API server does
     if route.watch and method != "GET":
         raise MethodNotAllowed(f"{method} is not supported on a watch")
     if method == "GET" and is_watch:
@@ -809,13 +809,16 @@ async def create(request: web.Request, shared: Shared, cluster: Cluster, route: 
     manager = field_manager(request)
     if route.cls.KIND.status_subresource:
         raw.pop("status", None)  # the status subresource owns it; a create starts from the default status
+    dry = dry_run(request)
 
     def write() -> KubeObject:
         ssa.record_update(None, raw, manager, "", rfc3339(shared.now()))
-        return cluster.store.create(admission.decode(raw, route.cls))
+        ops = DryRunStore(cluster.store, shared.now) if dry else cluster.store
+        return ops.create(admission.decode(raw, route.cls))
 
     obj = await shared.call(write)
-    shared.poke()
+    if not dry:
+        shared.poke()
     return _respond(obj.wire(), 201, warnings)
 
 
@@ -825,17 +828,20 @@ async def update(request: web.Request, shared: Shared, cluster: Cluster, route: 
     raw, warnings = _validate_fields(request, raw, route.cls)
     manager = field_manager(request)
     sub = route.subresource or ""
+    dry = dry_run(request)
 
     def write() -> KubeObject:
         store = cluster.store
+        ops = DryRunStore(store, shared.now) if dry else store
         old = store.get(route.cls, route.name or "", route.namespace)
         if sub == "":
             ssa.record_update(old.wire(), raw, manager, "", rfc3339(shared.now()))
-            return store.update(admission.decode(raw, route.cls))
-        return store.update_status(admission.decode(raw, route.cls))
+            return ops.update(admission.decode(raw, route.cls))
+        return ops.update_status(admission.decode(raw, route.cls))
 
     obj = await shared.call(write)
-    shared.poke()
+    if not dry:
+        shared.poke()
     return _respond(obj.wire(), 200, warnings)
 
 
@@ -860,9 +866,11 @@ async def patch(request: web.Request, shared: Shared, cluster: Cluster, route: R
     manager = field_manager(request)
     sub = route.subresource or ""
     name = route.name or ""
+    dry = dry_run(request)
 
     def write() -> tuple[KubeObject, list[str]]:
         store = cluster.store
+        ops = DryRunStore(store, shared.now) if dry else store
         old = store.get(cls, name, route.namespace)
         base = old.wire()
         try:
@@ -882,11 +890,12 @@ async def patch(request: web.Request, shared: Shared, cluster: Cluster, route: R
         pruned, warnings = _validate_fields(request, checked, cls)
         if sub == "":
             ssa.record_update(base, pruned, manager, "", rfc3339(shared.now()))
-            return store.update(admission.decode(pruned, cls)), warnings
-        return store.update_status(admission.decode(pruned, cls)), warnings
+            return ops.update(admission.decode(pruned, cls)), warnings
+        return ops.update_status(admission.decode(pruned, cls)), warnings
 
     obj, warnings = await shared.call(write)
-    shared.poke()
+    if not dry:
+        shared.poke()
     return _respond(obj.wire(), 200, warnings)
 
 
@@ -901,9 +910,11 @@ async def server_side_apply(request: web.Request, shared: Shared, cluster: Clust
         raise BadRequest("metadata.managedFields must be nil in an apply configuration")
     sub = route.subresource or ""
     name = route.name or ""
+    dry = dry_run(request)
 
     def write() -> tuple[KubeObject, int]:
         store = cluster.store
+        ops = DryRunStore(store, shared.now) if dry else store
         live = store.try_get(cls, name, route.namespace)
         now = rfc3339(shared.now())
         if live is None:
@@ -912,15 +923,16 @@ async def server_side_apply(request: web.Request, shared: Shared, cluster: Clust
             new = ssa.apply(None, config, manager, force=force, subresource="", now=now, kind=info.kind, name=name, group=info.group)
             if info.status_subresource:
                 new.pop("status", None)
-            return store.create(admission.decode(new, cls)), 201
+            return ops.create(admission.decode(new, cls)), 201
         new = ssa.apply(live.wire(), config, manager, force=force, subresource=sub, now=now, kind=info.kind, name=name,
                         group=info.group)
         new["metadata"]["resourceVersion"] = live.metadata.resource_version
         decoded = admission.decode(new, cls)
-        return (store.update_status(decoded) if sub else store.update(decoded)), 200
+        return (ops.update_status(decoded) if sub else ops.update(decoded)), 200
 
     obj, code = await shared.call(write)
-    shared.poke()
+    if not dry:
+        shared.poke()
     return _respond(obj.wire(), code, warnings)
 
 
@@ -953,8 +965,11 @@ async def _delete_options(request: web.Request, config: ServerConfig) -> dict[st
     for key in ("uid", "resourceVersion"):
         if pre.get(key) is not None and not isinstance(pre[key], str):
             raise BadRequest(f"the DeleteOptions body could not be decoded: preconditions.{key} must be a string")
-    if opts.get("dryRun"):
-        raise BadRequest("dryRun is not supported by the twin API server")  # a dry run must never delete
+    for v in opts.get("dryRun") or []:
+        if v != "All":
+            raise BadRequest(f'Invalid dry run value: dryRun: Unsupported value: "{v}": supported values: "All"')
+    if dry_run(request):
+        opts["dryRun"] = ["All"]
     query_int(request, "gracePeriodSeconds")
     if "propagationPolicy" in request.query:
         opts["propagationPolicy"] = request.query["propagationPolicy"]
@@ -979,9 +994,17 @@ async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: 
     pre = opts.get("preconditions") or {}
     name = route.name or ""
 
+    dry = bool(opts.get("dryRun"))
+
     def write() -> dict[str, Any]:
         store = cluster.store
         before = store.get(cls, name, route.namespace)
+        if dry:
+            kept = DryRunStore(store, shared.now).delete(cls, name, route.namespace, pre.get("uid"), pre.get("resourceVersion"))
+            if kept is not None:
+                return kept.wire()
+            info = cls.KIND
+            return success_status({"name": name, "group": info.group, "kind": info.plural, "uid": before.metadata.uid or ""})
         store.delete(cls, name, route.namespace, policy, uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
         after = store.try_get(cls, name, route.namespace)
         if after is not None:
@@ -990,7 +1013,8 @@ async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: 
         return success_status({"name": name, "group": info.group, "kind": info.plural, "uid": before.metadata.uid or ""})
 
     out = await shared.call(write)
-    shared.poke()
+    if not dry:
+        shared.poke()
     return _respond(out)
 
 
@@ -999,12 +1023,17 @@ async def delete_collection(request: web.Request, shared: Shared, cluster: Clust
     opts = await _delete_options(request, shared.config)
     policy = _propagation(opts)
     sel = Selection(cls, request.query.get("labelSelector"), request.query.get("fieldSelector"))
+    dry = bool(opts.get("dryRun"))
 
     def write() -> list[dict[str, Any]]:
         store = cluster.store
         out = []
         for o in store.list(cls, route.namespace, None, sel.store_field_selector):
             if not sel.matches(o):
+                continue
+            if dry:
+                kept = DryRunStore(store, shared.now).delete(cls, o.name, o.namespace)
+                out.append((kept or o).wire())
                 continue
             store.delete(cls, o.name, o.namespace, policy)
             after = store.try_get(cls, o.name, o.namespace)
@@ -1015,3 +1044,94 @@ async def delete_collection(request: web.Request, shared: Shared, cluster: Clust
     shared.poke()
     info = cls.KIND
     return _respond({"apiVersion": info.api_version, "kind": f"{info.kind}List", "metadata": {}, "items": items})
+
+
+# ---- dryRun=All ------------------------------------------------------------------------------------------------
+
+
+def dry_run(request: web.Request) -> bool:
+    """`dryRun=All` (the only value the API server knows): every admission step runs, nothing is stored."""
+    values = request.query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise BadRequest(f'Invalid dry run value: dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+def _resource_name(cls: type[KubeObject]) -> str:
+    info = cls.KIND
+    return f"{info.plural}.{info.group}" if info.group else info.plural
+
+
+class DryRunStore:
+    """The write half of MemoryStore as a dry run sees it: the same admission (defaulting, validation,
+    immutability, webhooks) and the same refusals (exists, not found, conflict), but no resourceVersion,
+    no event and no change, so a watch never hears of it and a controller never acts on it."""
+
+    def __init__(self, store: MemoryStore, now: Callable[[], float]) -> None:
+        self.store = store
+        self.now = now
+
+    def create(self, obj: KubeObject) -> KubeObject:
+        cls, meta = type(obj), obj.metadata
+        info = cls.KIND
+        if meta.resource_version:
+            raise BadRequest("resourceVersion should not be set on objects to be created", kind=info.kind, name=meta.name or "")
+        if meta.name and self.store.try_get(cls, meta.name, meta.namespace) is not None:
+            raise AlreadyExists(f'{_resource_name(cls)} "{meta.name}" already exists', kind=info.kind, name=meta.name,
+                                group=info.group)
+        admitted = admission.admit_create(obj, reader=self.store)
+        m = admitted.metadata
+        if not m.name and m.generate_name:
+            m.name = m.generate_name + secrets.token_hex(3)[:5]
+        m.uid = str(uuid.uuid4())
+        m.creation_timestamp = rfc3339(self.now())
+        m.generation = 1
+        m.resource_version = None
+        return admitted
+
+    def _old(self, obj: KubeObject) -> KubeObject:
+        cls, meta = type(obj), obj.metadata
+        old = self.store.get(cls, meta.name or "", meta.namespace)
+        if meta.resource_version and meta.resource_version != old.metadata.resource_version:
+            raise Conflict(f'Operation cannot be fulfilled on {_resource_name(cls)} "{meta.name}": the object has been '
+                           "modified; please apply your changes to the latest version and try again",
+                           kind=cls.KIND.kind, name=meta.name or "", group=cls.KIND.group)
+        return old
+
+    def update(self, obj: KubeObject) -> KubeObject:
+        old = self._old(obj)
+        new = obj.deepcopy()
+        om, m = old.metadata, new.metadata
+        for attr in ("uid", "creation_timestamp", "deletion_timestamp", "deletion_grace_period_seconds", "generation",
+                     "resource_version"):
+            setattr(m, attr, getattr(om, attr))
+        if old.KIND.status_subresource and "status" in type(old).model_fields:
+            new.status = old.deepcopy().status  # type: ignore[attr-defined]
+        admitted = admission.admit_update(new, old, reader=self.store)
+        if admitted.model_dump(exclude={"metadata", "status"}) != old.model_dump(exclude={"metadata", "status"}):
+            admitted.metadata.generation = (om.generation or 0) + 1
+        return admitted
+
+    def update_status(self, obj: KubeObject) -> KubeObject:
+        old = self._old(obj)
+        status = admission.admit_status_update(obj).status  # type: ignore[attr-defined]
+        out = old.deepcopy()
+        out.status = status  # type: ignore[attr-defined]
+        return out
+
+    def delete(self, cls: type[KubeObject], name: str, namespace: str | None, uid: str | None = None,
+               resource_version: str | None = None) -> KubeObject | None:
+        """The object as the delete would leave it (finalizers hold it), or None when it would be gone."""
+        old = self.store.get(cls, name, namespace)
+        if (uid and uid != old.metadata.uid) or (resource_version and resource_version != old.metadata.resource_version):
+            raise Conflict(f'Operation cannot be fulfilled on {_resource_name(cls)} "{name}": precondition failed',
+                           kind=cls.KIND.kind, name=name, group=cls.KIND.group)
+        admission.admit_delete(old, reader=self.store)
+        if not old.metadata.finalizers:
+            return None
+        out = old.deepcopy()
+        if out.metadata.deletion_timestamp is None:
+            out.metadata.deletion_timestamp = rfc3339(self.now())
+            out.metadata.deletion_grace_period_seconds = 0
+        return out

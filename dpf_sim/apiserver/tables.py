@@ -35,6 +35,9 @@ _TOKEN = re.compile(r"""\.([A-Za-z0-9_\-/]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.
 
 
 def columns(cls: type[KubeObject]) -> list[dict[str, Any]]:
+    if cls.KIND.group == "apiextensions.k8s.io":
+        # The API server's CRD table shows when a definition was created, and no age beside it.
+        return [c.model_dump(by_alias=True, exclude_none=True) for c in cls.KIND.printer_columns]
     cols = list(_CORE_COLUMNS.get(cls.KIND.kind, [])) if cls.KIND.group == "" else _printer_columns(cls)
     if not any(c["name"] == "Age" for c in cols):
         cols.append(dict(_AGE))
