@@ -375,8 +375,12 @@ class ClusterWorld:
             self.new_store(cluster)  # registers itself in dpu_clusters and runs the cluster_created hooks
         secret = f"{name}-admin-kubeconfig"
         if self.host.try_get(Secret, secret, ns) is None:
+            # Kamaji owns what it generates for a TenantControlPlane: the kubeconfig goes with it.
+            owner = {"apiVersion": tcp.api_version, "kind": tcp.kind, "name": tcp.name, "uid": tcp.metadata.uid,
+                     "controller": True, "blockOwnerDeletion": True}
             self.host.create(Secret.model_validate({
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret, "namespace": ns},
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": secret, "namespace": ns, "ownerReferences": [owner]},
                 "type": "Opaque", "data": {"admin.conf": _b64(self.admin_kubeconfig(cluster))},
             }))
         version = (tcp.model_dump(by_alias=True).get("spec") or {}).get("kubernetes", {}).get("version", "v1.30.2")

@@ -961,8 +961,10 @@ def ready(p: _Pass) -> None:
             p.set(DPUConditionType.READY, False, DPUConditionReason.NODE_EFFECT_ERROR, str(e))
             raise
         raise p.fail(DPUConditionType.READY, DPUConditionReason.NODE_EFFECT_ERROR, str(e)) from e
+    # DPF returns a failed DPUCluster Get as is: a DPU whose cluster was deleted keeps its Ready condition.
+    dc = p.dpu_cluster()
     try:
-        client, _ = dpu_cluster_client(p.ctx, p.dpu_cluster())
+        client, _ = dpu_cluster_client(p.ctx, dc)
     except (ApiError, DPUError) as e:
         p.set(DPUConditionType.READY, False, REASON_DPU_CLUSTER_CLIENT_GET_ERROR, str(e))
         raise
@@ -992,12 +994,12 @@ def error(p: _Pass) -> None:
 def deleting(p: _Pass) -> None:
     p.reconciler.allocator.release_dpu(p.dpu)
     remove_node_effect(p)
-    found = False
     bfb_store = _bfb_store(p.ctx)
     cfg = bfcfg_file_name(p.dpu.name)
     if bfb_store.exists(cfg):
+        # Not counted as left over (as in DPF): only the API objects below hold the finalizer.
         bfb_store.remove(cfg)
-        found = True
+    found = False
     doomed: list[tuple[type[KubeObject], str]] = [
         (Secret, dms_server_secret_name(p.dpu.name)),
         (Pod, dms_pod_name(p.dpu.name)),
