@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 
 from dpf_core.api import admission, registry
-from dpf_core.api.kubeyaml import KubeYamlLoader
+from dpf_core.api.kubeyaml import KubeYamlLoader, read_text
 from dpf_core.api.meta import KubeObject
 from dpf_core.errors import ApiError, BadRequest, Invalid
 
@@ -26,15 +26,6 @@ class _Batch:
 
     def list(self, cls: type[T], namespace: str | None = None) -> list[T]:
         return [o for o in self.objects if isinstance(o, cls) and (namespace is None or o.namespace == namespace)]
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise OSError(0, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})") from None
 
 
 def _duplicates(node: yaml.Node, path: str = "", seen: frozenset[int] = frozenset()) -> Iterator[tuple[str, int]]:
@@ -59,7 +50,7 @@ def _duplicates(node: yaml.Node, path: str = "", seen: frozenset[int] = frozense
 
 def _documents(path: Path) -> Iterator[tuple[int, int, Any, list[tuple[str, int]]]]:
     """(document number from 1, first line, content, duplicate keys) for each document; a syntax error propagates."""
-    text = _read_text(path)
+    text = read_text(path)
     loader = KubeYamlLoader(text)
     try:
         index = 0

@@ -34,7 +34,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
 from dpf_core.api import admission, registry
-from dpf_core.api.kubeyaml import KubeYamlLoader
+from dpf_core.api.kubeyaml import KubeYamlLoader, read_text
 from dpf_core.api.meta import KubeObject, Model
 from dpf_core.errors import ApiError, Invalid
 from dpf_core.runtime import parse_rfc3339
@@ -606,17 +606,6 @@ class _Problems:
         if self.items:
             # File order reads best; the sort is stable, so problems on one line keep their order.
             raise ScenarioError([text for _, text in sorted(self.items, key=lambda x: x[0])])
-
-
-def read_text(path: Path) -> str:
-    """A YAML file's text; OSError (with strerror) when it cannot be read or is not UTF-8 text."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        # A binary or Latin-1 file: say where, as a YAML parser would, rather than a decoder's traceback.
-        line = data.count(b"\n", 0, e.start) + 1
-        raise OSError(0, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})") from None
 
 
 def load_scenario(path: str | Path) -> LoadedScenario:

@@ -37,7 +37,9 @@ from typing import Any
 
 import yaml
 
-from .scenario import LoadedScenario, ScenarioError, load_scenario_text, read_text
+from dpf_core.api.kubeyaml import read_text
+
+from .scenario import LoadedScenario, ScenarioError, load_scenario_text
 
 PathPart = str | int
 

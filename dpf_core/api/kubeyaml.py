@@ -7,11 +7,12 @@ dpuSelector matches the timestamp pattern and has year 0."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["KubeYamlLoader"]
+__all__ = ["KubeYamlLoader", "read_text"]
 
 TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
@@ -32,3 +33,14 @@ def _timestamp_as_written(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
 
 
 KubeYamlLoader.add_constructor(TIMESTAMP_TAG, _timestamp_as_written)
+
+
+def read_text(path: Path) -> str:
+    """A YAML file's text; OSError (with strerror) when it cannot be read or is not UTF-8 text."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # A binary or Latin-1 file: say where, as a YAML parser would, rather than a decoder's traceback.
+        line = data.count(b"\n", 0, e.start) + 1
+        raise OSError(0, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line})") from None
