@@ -173,12 +173,39 @@ class Fleet:
         if p is None:
             if a not in self.graph or b not in self.graph:
                 raise KeyError(f"no node {a if a not in self.graph else b!r} in the fleet")
-            nodes = nx.shortest_path(self.graph, a, b)
-            p = tuple(link_id(x, y) for x, y in itertools.pairwise(nodes))
+            p = tuple(link_id(x, y) for x, y in itertools.pairwise(self._tree_path(a, b)))
             if len(self._paths) >= _PATHS_KEPT:
                 self._paths.clear()  # a DPU's own paths are asked for in one rollout, rarely again
             self._paths[key] = p
         return p
+
+    def _up(self, node: str) -> list[str]:
+        """`node` and its ancestors up to the core. The fleet is a tree (build_fleet) whose node data name each
+        node's parent, so this is a few dict lookups where a shortest-path search from a host would walk its
+        ToR's every host (and, at 100k hosts, the core's every ToR): ~0.1 ms a path at 5k hosts, growing with the fleet."""
+        chain = [node]
+        nodes = self.graph.nodes
+        while node != CORE:
+            data = nodes[node]
+            kind = data["kind"]
+            if kind == "dpu":
+                node = data["host"]
+            elif kind == "host":
+                node = f"tor-{data['rack']}"
+            else:  # a ToR or a BFB server
+                node = CORE
+            chain.append(node)
+        return chain
+
+    def _tree_path(self, a: str, b: str) -> list[str]:
+        """The nodes from `a` to `b`, both included: up to their lowest common ancestor, then down."""
+        up_a, up_b = self._up(a), self._up(b)
+        on_b = {n: i for i, n in enumerate(up_b)}
+        for i, n in enumerate(up_a):
+            j = on_b.get(n)
+            if j is not None:
+                return up_a[: i + 1] + up_b[:j][::-1]
+        raise KeyError(f"no path from {a!r} to {b!r} in the fleet")  # cannot happen in a tree rooted at the core
 
     def host_of(self, dpu: str) -> str:
         return self.dpus[dpu].host

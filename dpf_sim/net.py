@@ -46,15 +46,17 @@ class TransferCancelled(Exception):
 class _Bundle:
     """Flows with the same non-dominated links and the same cap: they always share one rate."""
 
-    __slots__ = ("heap", "key", "links", "max_rate", "members", "rate", "served")
+    __slots__ = ("heap", "key", "links", "max_rate", "members", "prev_rate", "rate", "rec", "served")
 
     def __init__(self, key: tuple[tuple[int, ...], float | None]) -> None:
         self.key = key
         self.links, self.max_rate = key
         self.members: dict[int, Transfer] = {}
         self.rate = 0.0
+        self.prev_rate = 0.0  # the rate before the last recompute
         self.served = 0.0
         self.heap: list[tuple[float, int, Transfer]] = []
+        self.rec: dict[int, int] = {}  # recorded link -> members on it
 
 
 class Transfer(simpy.Event):
@@ -201,6 +203,9 @@ class Network:
         self._offset = [0.0] * n
         self._recorded_ids = [i for i, r in enumerate(self._recorded) if r]
         self._recorded_rate: dict[int, float] = {}
+        # Recorded links whose bundles' member counts changed since the last recompute: with the links of the
+        # bundles whose rate changed, the only links whose aggregate rate can have changed.
+        self._rec_dirty: set[int] = set()
         self._last = env.now
         self._dirty = False
 
@@ -343,13 +348,16 @@ class Network:
         t._finish_at = b.served + (t.size - already)
         heapq.heappush(b.heap, (t._finish_at, next(self._seq), t))
         shift = already - b.served
-        offset, on_link = self._offset, self._on_link
+        offset, on_link, recorded = self._offset, self._on_link, self._recorded
         for i in t._res:
             offset[i] += shift
             on = on_link.get(i)
             if on is None:
                 on = on_link[i] = {}
             on[b] = on.get(b, 0) + 1
+            if recorded[i]:
+                b.rec[i] = b.rec.get(i, 0) + 1
+                self._rec_dirty.add(i)
 
     def _leave(self, t: Transfer) -> float:
         """Take `t` out of its bundle; returns the bytes it moved."""
@@ -361,9 +369,16 @@ class Network:
         del b.members[t.ident]
         t._bundle = None
         # The flow's bytes so far become part of the links' fixed offsets.
-        served, offset, on_link = b.served, self._offset, self._on_link
+        served, offset, on_link, recorded = b.served, self._offset, self._on_link, self._recorded
         for i in t._res:
             offset[i] += served
+            if recorded[i]:
+                m = b.rec[i] - 1
+                if m:
+                    b.rec[i] = m
+                else:
+                    del b.rec[i]
+                self._rec_dirty.add(i)
             on = on_link[i]
             n = on[b] - 1
             if n:
@@ -420,7 +435,6 @@ class Network:
             self._redominate()
 
         bundles = self._bundles
-        cap = self._capacity[:]
         count: dict[int, int] = {}
         link_bundles: dict[int, list[_Bundle]] = {}
         caps: list[tuple[float, int, _Bundle]] = []
@@ -435,7 +449,11 @@ class Network:
                     lb.append(b)
             if b.max_rate is not None:
                 caps.append((b.max_rate, id(b), b))
+            b.prev_rate = b.rate
             b.rate = -1.0  # not frozen yet
+        # Remaining capacity of the links in the filling only: a copy of every link's would cost O(fleet) per change.
+        capacity = self._capacity
+        cap = {i: capacity[i] for i in count}
         heap = [(cap[i] / n, i) for i, n in count.items()]
         heapq.heapify(heap)
         heapq.heapify(caps)
@@ -489,23 +507,30 @@ class Network:
 
     def _record(self, now: float) -> None:
         """Append the recorded links whose aggregate rate changed, in link-name order (a replay must be
-        byte-identical)."""
+        byte-identical). Only links whose bundles changed members or rate can have changed: scanning every
+        recorded link instead cost O(racks) per flow start or end, O(fleet^2) over a rollout."""
+        dirty = self._rec_dirty
+        for b in self._bundles.values():
+            if b.rate != b.prev_rate and b.rec:
+                dirty.update(b.rec)
+        if not dirty:
+            return
         old = self._recorded_rate
         on_link = self._on_link
-        rates: dict[int, float] = {}
-        for i in self._recorded_ids:
-            on = on_link.get(i)
-            if on:
-                rate = sum(n * b.rate for b, n in on.items())
-                if rate > 0:
-                    rates[i] = rate
-        changed = sorted(i for i in old.keys() | rates.keys() if old.get(i, 0.0) != rates.get(i, 0.0))
         states, names = self._states, self._names
-        for i in changed:
-            rate = rates.get(i, 0.0)
-            states[i].rate = rate
-            self.utilisation.append((now, names[i], rate))
-        self._recorded_rate = rates
+        for i in sorted(dirty):  # link ids are indexes into the sorted link names
+            on = on_link.get(i)
+            rate = sum(n * b.rate for b, n in on.items()) if on else 0.0
+            if rate <= 0:
+                rate = 0.0
+            if old.get(i, 0.0) != rate:
+                states[i].rate = rate
+                self.utilisation.append((now, names[i], rate))
+                if rate > 0:
+                    old[i] = rate
+                else:
+                    del old[i]
+        dirty.clear()
 
     @staticmethod
     def _top(b: _Bundle) -> tuple[float, int, Transfer] | None:
