@@ -203,6 +203,13 @@ class Kubelet:
         self._requests: dict[str, Resources] = {}  # pod uid -> its containers' requests
         self._owned_by: dict[str, list[Pod]] | None = None  # during a pass: controller uid -> pods
         self._desired: dict[tuple[str, int | None], int] = {}  # during a pass: DaemonSet (uid, generation) -> nodes
+        # A pass visits every node and pod of the cluster, and passes come every sync_delay while nodes join, so a
+        # 1,000-node DPU cluster paid O(cluster) per joining node. Stored snapshots never change in place: what a
+        # pass derived from one snapshot holds while the store still returns that same object.
+        self._alloc_ok: dict[str, Node] = {}  # node -> the snapshot seen to carry every allocatable it needs
+        self._selected: dict[str, tuple[str, dict[str, tuple[Node, bool]]]] = {}  # DaemonSet uid -> (revision, node -> (snapshot, runs a pod there))
+        self._pod_changes = 0  # Pod events seen: the owner index below holds while this stays put
+        self._owner_index: tuple[int, dict[str, list[Pod]]] | None = None
         self._wake = env.event()
         self.passes = 0
         store.subscribe(self._on_event, [DaemonSet, Deployment, Node, Pod])
@@ -214,6 +221,13 @@ class Kubelet:
             self._wake.succeed()
 
     def _on_event(self, ev: WatchEvent) -> None:
+        if isinstance(ev.object, Pod):
+            self._pod_changes += 1
+        elif ev.type == "DELETED":
+            if isinstance(ev.object, DaemonSet):
+                self._selected.pop(ev.object.metadata.uid or "", None)
+            elif isinstance(ev.object, Node):
+                self._alloc_ok.pop(ev.object.name, None)
         if isinstance(ev.object, Pod) and self.run_pods and ev.type != "DELETED":
             pod = ev.object
             key = f"{pod.namespace}/{pod.name}"
@@ -272,6 +286,8 @@ class Kubelet:
         answer is kept per node, as a pass visits every node and asking costs a DPU and a DPUFlavor lookup."""
         if self.allocatable_for is None:
             return
+        if self._alloc_ok.get(node.name) is node:
+            return
         alloc = self._allocatable.get(node.name)
         if alloc is None:
             alloc = self.allocatable_for(node.name)
@@ -279,12 +295,18 @@ class Kubelet:
                 return
             self._allocatable[node.name] = alloc
         missing = {k: v for k, v in alloc.items() if k not in node.status.allocatable}
-        if missing:
+        if not missing:
+            self._alloc_ok[node.name] = node
+        else:
             self.store.patch(Node, node.name, None, {"status": {"allocatable": missing, "capacity": missing}},
                              subresource="status")
 
     def _index_owned(self) -> dict[str, list[Pod]]:
-        """Pods by the uid of their controller, each list in name order."""
+        """Pods by the uid of their controller, each list in name order (readers never edit it: kept for as
+        long as no Pod event arrives)."""
+        kept = self._owner_index
+        if kept is not None and kept[0] == self._pod_changes:
+            return kept[1]
         index: dict[str, list[Pod]] = {}
         for p in self.store.list(Pod):
             for r in p.metadata.owner_references:
@@ -292,6 +314,7 @@ class Kubelet:
                     index.setdefault(r.uid, []).append(p)
         for pods in index.values():
             pods.sort(key=lambda p: p.name)
+        self._owner_index = (self._pod_changes, index)
         return index
 
     def _owned(self, owner: KubeObject) -> list[Pod]:
@@ -358,8 +381,22 @@ class Kubelet:
         template = ds.model_dump(by_alias=True)["spec"].get("template") or {}
         pod_spec = template.get("spec") or {}
         revision = content_hash(template)
-        wanted = {n.name for n in nodes if n.is_ready() and not n.spec.unschedulable
-                  and node_selected(pod_spec, n) and tolerated(pod_spec, n)}
+        uid = ds.metadata.uid or ""
+        kept = self._selected.get(uid)
+        if kept is None or kept[0] != revision or len(kept[1]) > len(nodes) + 64:  # (nodes that left, dropped)
+            kept = self._selected[uid] = (revision, {})
+        seen = kept[1]
+        wanted: set[str] = set()
+        for n in nodes:
+            hit = seen.get(n.name)
+            if hit is not None and hit[0] is n:
+                runs = hit[1]
+            else:
+                runs = (n.is_ready() and not n.spec.unschedulable and node_selected(pod_spec, n)
+                        and tolerated(pod_spec, n))
+                seen[n.name] = (n, runs)
+            if runs:
+                wanted.add(n.name)
         self._desired[(ds.metadata.uid or "", ds.metadata.generation)] = len(wanted)
         have: dict[str, Pod] = {}
         for p in self._owned(ds):

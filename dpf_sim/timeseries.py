@@ -141,8 +141,9 @@ class SeriesRecorder:
                 # Summed by controller name: each DPU cluster runs its own copy of the same controllers.
                 # Ready keys plus keys parked for a requeue_after or a backoff: in the twin a worker pops a
                 # ready key within microseconds of wall time, so ready-only depth is almost always zero.
-                depth[c.name] += len(c.queue) + c.queue.waiting
-                reconciles[c.name] += int(c.metrics()["reconciles"])
+                name = c.name
+                depth[name] += c.queued
+                reconciles[name] += c.reconciles
         now = self.twin.now
         snap = _Sample(now, {p: n for p, n in self.by_phase.items() if n > 0}, dict(depth), dict(reconciles))
         if self.samples and self.samples[-1].t == now:

@@ -294,6 +294,11 @@ class WorkQueue(Generic[K]):
         return len(self._waiting)
 
     @property
+    def queued(self) -> int:
+        """Ready keys plus keys waiting for a delay (len + waiting in one call)."""
+        return len(self._queue) + len(self._waiting)
+
+    @property
     def processing(self) -> int:
         return len(self._processing)
 

@@ -1,0 +1,133 @@
+"""The kubelet model keeps what a pass derived from a stored snapshot (a node's DaemonSet eligibility, a node's
+allocatable check, the pods-by-owner index) while the store returns that same snapshot: every change to a node or
+a pod must still be seen by the next pass, exactly as a pass that recomputes everything."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import simpy
+
+from dpf_core.api.external import DaemonSet, Node, Pod
+from dpf_core.store.memory import MemoryStore
+from dpf_sim.argocd import Chart, render
+from dpf_sim.cluster import register_node
+from dpf_sim.engine import SimClock
+from dpf_sim.kubelet import Kubelet
+
+CHART = Chart.model_validate({"repoURL": "oci://charts.example.com/x", "chart": "app", "version": "1.0", "workloads": [
+    {"name": "agent", "image": "agent:1", "resources": {"cpu": "1"}},
+]})
+
+
+def node(name: str, labels: dict[str, str]) -> Node:
+    return Node.model_validate({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+                                "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def cluster(n: int = 6, **kw: Any) -> tuple[simpy.Environment, MemoryStore, Kubelet]:
+    env = simpy.Environment()
+    clock = SimClock(env, 1735689600.0)
+    store = MemoryStore(clock.now, name="dpu")
+    for i in range(n):
+        register_node(store, node(f"dpu-{i}", {"role": "dpu"}))
+    k = Kubelet(env, store, clock, random.Random(1), **kw)
+    for o in render(CHART, "app", "rel", "ns", {"nodeSelector": {"role": "dpu"}}):
+        store.create(o)
+    env.run(until=60)
+    return env, store, k
+
+
+def running_on(store: MemoryStore) -> list[str]:
+    return sorted(p.spec.node_name or "" for p in store.list(Pod, "ns")
+                  if p.metadata.deletion_timestamp is None and p.status.phase == "Running")
+
+
+def edit(store: MemoryStore, name: str, fn: Any) -> None:
+    live = store.get(Node, name).deepcopy()
+    fn(live)
+    store.update(live)
+
+
+def test_a_node_losing_its_label_loses_its_pod_and_gets_it_back_with_the_label() -> None:
+    env, store, k = cluster()
+    assert running_on(store) == [f"dpu-{i}" for i in range(6)]
+    edit(store, "dpu-2", lambda n: n.metadata.labels.pop("role"))
+    env.run(until=120)
+    assert running_on(store) == ["dpu-0", "dpu-1", "dpu-3", "dpu-4", "dpu-5"]
+    edit(store, "dpu-2", lambda n: n.metadata.labels.update(role="dpu"))
+    env.run(until=180)
+    assert running_on(store) == [f"dpu-{i}" for i in range(6)]
+    assert store.get(DaemonSet, "rel-agent", "ns").status.desired_number_scheduled == 6
+
+
+def test_a_node_going_not_ready_or_unschedulable_is_seen_by_the_next_pass() -> None:
+    env, store, _ = cluster()
+    edit(store, "dpu-0", lambda n: setattr(n.spec, "unschedulable", True))
+
+    live = store.get(Node, "dpu-5").deepcopy()
+    live.status.conditions[0].status = "False"
+    store.update_status(live)
+    env.run(until=120)
+    assert running_on(store) == ["dpu-1", "dpu-2", "dpu-3", "dpu-4"]
+    assert store.get(DaemonSet, "rel-agent", "ns").status.desired_number_scheduled == 4
+
+
+def test_a_deleted_node_is_forgotten_and_a_new_one_of_the_same_name_is_checked_afresh() -> None:
+    env, store, k = cluster()
+    store.delete(Node, "dpu-3")
+    env.run(until=120)
+    assert "dpu-3" not in running_on(store)
+    assert "dpu-3" not in k._alloc_ok
+    register_node(store, node("dpu-3", {"role": "other"}))
+    env.run(until=180)
+    assert "dpu-3" not in running_on(store)
+    edit(store, "dpu-3", lambda n: n.metadata.labels.update(role="dpu"))
+    env.run(until=240)
+    assert "dpu-3" in running_on(store)
+
+
+def test_a_template_change_recomputes_every_node_for_the_new_revision() -> None:
+    env, store, k = cluster()
+    uid = store.get(DaemonSet, "rel-agent", "ns").metadata.uid or ""
+    first_revision = k._selected[uid][0]
+    live = store.get(DaemonSet, "rel-agent", "ns").deepcopy()
+    live.spec.template.spec.node_selector = {"role": "none"}
+    store.update(live)
+    env.run(until=120)
+    assert running_on(store) == []
+    assert k._selected[uid][0] != first_revision
+    store.delete(DaemonSet, "rel-agent", "ns")
+    env.run(until=180)
+    assert uid not in k._selected
+
+
+def test_allocatable_removed_from_a_node_is_put_back() -> None:
+    env, store, k = cluster(allocatable_for=lambda n: {"cpu": "8"})
+    assert store.get(Node, "dpu-1").status.allocatable == {"cpu": "8"}
+
+    def strip(n: Node) -> None:
+        n.status.allocatable = {}
+        n.status.capacity = {}
+
+    live = store.get(Node, "dpu-1").deepcopy()
+    strip(live)
+    store.update_status(live)
+    env.run(until=120)
+    assert store.get(Node, "dpu-1").status.allocatable == {"cpu": "8"}
+
+
+def test_a_stray_pod_of_the_daemonset_on_a_served_node_is_removed() -> None:
+    # The owner index is kept between passes while no Pod event arrives: a new pod is an event, so the next pass
+    # sees two pods for one node and deletes the newcomer, as a pass that re-lists every pod does.
+    env, store, k = cluster()
+    mine = next(p for p in store.list(Pod, "ns") if p.spec.node_name == "dpu-4")
+    stray = mine.deepcopy()
+    stray.metadata = stray.metadata.model_copy(update={"name": "rel-agent-zzzzz-stray", "uid": None,
+                                                       "resource_version": None, "creation_timestamp": None})
+    stray.status = type(stray.status)()
+    store.create(stray)
+    env.run(until=120)
+    left = [p.name for p in store.list(Pod, "ns") if p.spec.node_name == "dpu-4" and p.metadata.deletion_timestamp is None]
+    assert len(left) == 1
