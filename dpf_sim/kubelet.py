@@ -180,6 +180,59 @@ def _matters(ev: WatchEvent) -> bool:
     return True
 
 
+def _controllers(p: Pod) -> list[tuple[str, str]]:
+    """(uid, namespace) of the pod's controllers (one, unless the pod is malformed)."""
+    return [(r.uid, p.metadata.namespace or "") for r in p.metadata.owner_references if r.controller]
+
+
+def _runs_here(pod_spec: Mapping[str, Any], n: Node) -> bool:
+    """A DaemonSet's pod belongs on `n`: Ready, schedulable, selected and every NoSchedule/NoExecute taint tolerated."""
+    return n.is_ready() and not n.spec.unschedulable and node_selected(pod_spec, n) and tolerated(pod_spec, n)
+
+
+def _slot(p: Pod) -> str | None:
+    """The node a DaemonSet pod is for: bound, or the node it waits for while it cannot be bound."""
+    return p.spec.node_name or p.metadata.annotations.get(TARGET_NODE_ANNOTATION)
+
+
+class _Tally:
+    """Status counts of one controller's pods: scheduled and ready ones, and scheduled ones by revision label."""
+
+    __slots__ = ("active", "ready", "revisions", "scheduled")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.scheduled = 0
+        self.ready = 0
+        self.revisions: dict[str | None, int] = {}
+
+    def count(self, p: Pod, sign: int) -> None:
+        if not _pod_active(p):
+            return
+        self.active += sign
+        if not p.spec.node_name:
+            return
+        self.scheduled += sign
+        if _pod_ready(p):
+            self.ready += sign
+        rev = p.metadata.labels.get(REVISION_LABEL)
+        self.revisions[rev] = self.revisions.get(rev, 0) + sign
+
+
+class _DaemonSetState:
+    """What the last completed sync of a DaemonSet (at one template revision) left: the nodes that want its pod
+    and the nodes to look at again (a node or one of the DaemonSet's pods changed there, or the node still
+    lacked its pod). A sync looks only at those: on every other node nothing it reads has changed since a sync
+    that left it alone."""
+
+    __slots__ = ("revision", "touched", "wanted")
+
+    def __init__(self, revision: str, wanted: set[str]) -> None:
+        self.revision = revision
+        self.wanted = wanted
+        self.touched: set[str | None] = set()
+
+
 class Kubelet:
     """Kubelets + kube-scheduler + the DaemonSet and Deployment controllers of one cluster store."""
 
@@ -201,15 +254,23 @@ class Kubelet:
         self._awaiting_network: set[str] = set()  # pods whose containers wait for their CNI ADD
         self._allocatable: dict[str, dict[str, Any]] = {}  # node -> what allocatable_for gave it
         self._requests: dict[str, Resources] = {}  # pod uid -> its containers' requests
-        self._owned_by: dict[str, list[Pod]] | None = None  # during a pass: controller uid -> pods
         self._desired: dict[tuple[str, int | None], int] = {}  # during a pass: DaemonSet (uid, generation) -> nodes
-        # A pass visits every node and pod of the cluster, and passes come every sync_delay while nodes join, so a
-        # 1,000-node DPU cluster paid O(cluster) per joining node. Stored snapshots never change in place: what a
-        # pass derived from one snapshot holds while the store still returns that same object.
-        self._alloc_ok: dict[str, Node] = {}  # node -> the snapshot seen to carry every allocatable it needs
-        self._selected: dict[str, tuple[str, dict[str, tuple[Node, bool]]]] = {}  # DaemonSet uid -> (revision, node -> (snapshot, runs a pod there))
-        self._pod_changes = 0  # Pod events seen: the owner index below holds while this stays put
-        self._owner_index: tuple[int, dict[str, list[Pod]]] | None = None
+        # Passes come every sync_delay while anything changes, and a pass that re-read every node and pod cost
+        # O(cluster) each: the host's dpudetector DaemonSet over a 10k-host fleet made a services run quadratic.
+        # So the pods are indexed from the store's events (by controller and node, by node, unbound), a
+        # DaemonSet's sync looks again only at the nodes something happened to since its last sync, and its
+        # status counts are kept per pod event. Stored snapshots never change in place, so what a pass derived
+        # from one holds while the store still returns that same object.
+        self._unchecked: set[str] = {n.name for n in store.list(Node)}  # nodes whose allocatable to check
+        self._pass_nodes: list[Node] | None = None
+        self._owner_pods: dict[tuple[str, str], dict[str | None, dict[str, Pod]]] = {}  # (controller uid, ns) -> node -> name -> pod
+        self._node_pods: dict[str, dict[tuple[str, str], Pod]] = {}  # spec.nodeName -> (ns, name) -> pod
+        self._unbound: dict[tuple[str, str], Pod] = {}  # active pods without spec.nodeName
+        self._tallies: dict[tuple[str, str], _Tally] = {}  # (controller uid, ns) -> status counts of its pods
+        self._ds_state: dict[str, _DaemonSetState] = {}  # DaemonSet uid -> what its last completed sync left
+        self._pods: dict[tuple[str, str], Pod] = {}  # (ns, name) -> the snapshot the indexes hold
+        for pod in store.list(Pod):
+            self._index_pod(pod.metadata.namespace or "", pod.name, pod)
         self._wake = env.event()
         self.passes = 0
         store.subscribe(self._on_event, [DaemonSet, Deployment, Node, Pod])
@@ -221,13 +282,18 @@ class Kubelet:
             self._wake.succeed()
 
     def _on_event(self, ev: WatchEvent) -> None:
-        if isinstance(ev.object, Pod):
-            self._pod_changes += 1
-        elif ev.type == "DELETED":
-            if isinstance(ev.object, DaemonSet):
-                self._selected.pop(ev.object.metadata.uid or "", None)
-            elif isinstance(ev.object, Node):
-                self._alloc_ok.pop(ev.object.name, None)
+        obj = ev.object
+        if isinstance(obj, Pod):
+            self._index_pod(obj.metadata.namespace or "", obj.name, None if ev.type == "DELETED" else obj)
+        elif isinstance(obj, Node):
+            for st in self._ds_state.values():
+                st.touched.add(obj.name)
+            if ev.type == "DELETED":
+                self._unchecked.discard(obj.name)
+            else:
+                self._unchecked.add(obj.name)
+        elif isinstance(obj, DaemonSet) and ev.type == "DELETED":
+            self._ds_state.pop(obj.metadata.uid or "", None)
         if isinstance(ev.object, Pod) and self.run_pods and ev.type != "DELETED":
             pod = ev.object
             key = f"{pod.namespace}/{pod.name}"
@@ -255,75 +321,106 @@ class Kubelet:
 
     # --- one pass ---------------------------------------------------------------------------------------
     def sync(self) -> None:
-        nodes = sorted(self.store.list(Node), key=lambda n: n.name)
-        for n in nodes:
-            self._ensure_allocatable(n)
-        nodes = sorted(self.store.list(Node), key=lambda n: n.name)
+        if self.allocatable_for is not None and self._unchecked:
+            live = self.store.try_get
+            for name in sorted(self._unchecked):  # name order, as a pass over every node patches them
+                n = live(Node, name)
+                if n is None or self._ensure_allocatable(n):
+                    self._unchecked.discard(name)
+        self._pass_nodes = None
         try:
-            # A workload's sync touches only its own pods, so one scan of the pods serves the whole phase; the
-            # scheduler then binds pods, so the status phase scans again.
-            self._owned_by = self._index_owned()
-            for ds in sorted(self.store.list(DaemonSet), key=lambda o: (o.namespace or "", o.name)):
+            for ds in self.store.list(DaemonSet):  # in (namespace, name) order
                 if ds.metadata.deletion_timestamp is None:
-                    self._sync_daemonset(ds, nodes)
-            for dep in sorted(self.store.list(Deployment), key=lambda o: (o.namespace or "", o.name)):
+                    self._sync_daemonset(ds)
+            for dep in self.store.list(Deployment):
                 if dep.metadata.deletion_timestamp is None:
-                    self._sync_deployment(dep, nodes)
-            self._owned_by = None
-            self._bind_pending(nodes)
-            self._owned_by = self._index_owned()
+                    self._sync_deployment(dep)
+            self._bind_pending()
             for ds in self.store.list(DaemonSet):
-                self._daemonset_status(ds, nodes)
+                self._daemonset_status(ds)
             for dep in self.store.list(Deployment):
                 self._deployment_status(dep)
         finally:
-            self._owned_by = None
             self._desired.clear()
+            self._pass_nodes = None
 
-    def _ensure_allocatable(self, node: Node) -> None:
+    def _nodes(self) -> list[Node]:
+        """Every node, in name order, listed once a pass and only when a step needs them all."""
+        if self._pass_nodes is None:
+            self._pass_nodes = self.store.list(Node)
+        return self._pass_nodes
+
+    def _ensure_allocatable(self, node: Node) -> bool:
         """Adds the composition's resources a Node lacks. Another model may have advertised its own first (the
         SR-IOV device plugin's `nvidia.com/bf_sf`, dpf_sim.cni), so presence of any allocatable is no proof; the
         answer is kept per node, as a pass visits every node and asking costs a DPU and a DPUFlavor lookup."""
         if self.allocatable_for is None:
-            return
-        if self._alloc_ok.get(node.name) is node:
-            return
+            return True
         alloc = self._allocatable.get(node.name)
         if alloc is None:
             alloc = self.allocatable_for(node.name)
             if alloc is None:
-                return
+                return False  # not known yet: asked again next pass
             self._allocatable[node.name] = alloc
         missing = {k: v for k, v in alloc.items() if k not in node.status.allocatable}
-        if not missing:
-            self._alloc_ok[node.name] = node
-        else:
+        if missing:
             self.store.patch(Node, node.name, None, {"status": {"allocatable": missing, "capacity": missing}},
                              subresource="status")
+        return True  # the patched node comes back as an event and is checked again
 
-    def _index_owned(self) -> dict[str, list[Pod]]:
-        """Pods by the uid of their controller, each list in name order (readers never edit it: kept for as
-        long as no Pod event arrives)."""
-        kept = self._owner_index
-        if kept is not None and kept[0] == self._pod_changes:
-            return kept[1]
-        index: dict[str, list[Pod]] = {}
-        for p in self.store.list(Pod):
-            for r in p.metadata.owner_references:
-                if r.controller:
-                    index.setdefault(r.uid, []).append(p)
-        for pods in index.values():
-            pods.sort(key=lambda p: p.name)
-        self._owner_index = (self._pod_changes, index)
-        return index
+    def _index_pod(self, ns: str, name: str, new: Pod | None) -> None:
+        """Move a pod's entries from the snapshot the indexes hold to `new` (None: the pod is gone)."""
+        key = (ns, name)
+        old = self._pods.pop(key, None)
+        if new is not None:
+            self._pods[key] = new
+        if old is not None:
+            node = old.spec.node_name
+            if node:
+                on = self._node_pods.get(node)
+                if on is not None:
+                    on.pop(key, None)
+                    if not on:
+                        del self._node_pods[node]
+            self._unbound.pop(key, None)
+            for owner in _controllers(old):
+                by_node = self._owner_pods.get(owner)
+                if by_node is not None:
+                    slot = _slot(old)
+                    bucket = by_node.get(slot)
+                    if bucket is not None:
+                        bucket.pop(name, None)
+                        if not bucket:
+                            del by_node[slot]
+                    if not by_node:
+                        del self._owner_pods[owner]
+                    self._touch(owner, slot)
+                tally = self._tallies.get(owner)
+                if tally is not None:
+                    tally.count(old, -1)
+        if new is not None:
+            node = new.spec.node_name
+            if node:
+                self._node_pods.setdefault(node, {})[key] = new
+            elif _pod_active(new):
+                self._unbound[key] = new
+            for owner in _controllers(new):
+                slot = _slot(new)
+                self._owner_pods.setdefault(owner, {}).setdefault(slot, {})[name] = new
+                self._touch(owner, slot)
+                self._tallies.setdefault(owner, _Tally()).count(new, 1)
+
+    def _touch(self, owner: tuple[str, str], node: str | None) -> None:
+        st = self._ds_state.get(owner[0])
+        if st is not None:
+            st.touched.add(node)
 
     def _owned(self, owner: KubeObject) -> list[Pod]:
-        uid = owner.metadata.uid
-        if self._owned_by is not None:
-            return [p for p in self._owned_by.get(uid or "", ()) if p.namespace == owner.namespace]
-        return sorted((p for p in self.store.list(Pod, owner.namespace)
-                       if any(r.uid == uid and r.controller for r in p.metadata.owner_references)),
-                      key=lambda p: p.name)
+        """The pods `owner` controls (in its namespace), in name order."""
+        by_node = self._owner_pods.get((owner.metadata.uid or "", owner.metadata.namespace or ""))
+        if not by_node:
+            return []
+        return sorted((p for bucket in by_node.values() for p in bucket.values()), key=lambda p: p.name)
 
     def _requests_of(self, p: Pod) -> Resources:
         """A pod's requests, parsed once per pod: a pass adds up every bound pod's, and containers' requests
@@ -337,15 +434,17 @@ class Kubelet:
         return got
 
     def _free(self, nodes: Iterable[Node]) -> dict[str, Resources | None]:
+        """What each node has left: its allocatable minus the requests of the active pods bound to it (exact
+        fractions: the order pods are added up in does not matter)."""
         free: dict[str, Resources | None] = {n.name: allocatable_of(n) for n in nodes}
-        for p in self.store.list(Pod):
-            if not p.spec.node_name or not _pod_active(p):
-                continue
-            left = free.get(p.spec.node_name)
+        for node, left in free.items():
             if left is None:
                 continue
-            for k, q in self._requests_of(p).items():
-                left[k] = left.get(k, Fraction(0)) - q
+            for p in self._node_pods.get(node, {}).values():
+                if not _pod_active(p):
+                    continue
+                for k, q in self._requests_of(p).items():
+                    left[k] = left.get(k, Fraction(0)) - q
         return free
 
     def _new_pod(self, owner: KubeObject, name: str, template: dict[str, Any], labels: dict[str, str],
@@ -377,42 +476,77 @@ class Kubelet:
             self.store.patch(Pod, pod.name, pod.namespace, {"status": {"phase": "Pending", "conditions": [cond]}},
                              subresource="status")
 
-    def _sync_daemonset(self, ds: DaemonSet, nodes: list[Node]) -> None:
+    def _sync_daemonset(self, ds: DaemonSet) -> None:
         template = ds.model_dump(by_alias=True)["spec"].get("template") or {}
         pod_spec = template.get("spec") or {}
         revision = content_hash(template)
         uid = ds.metadata.uid or ""
-        kept = self._selected.get(uid)
-        if kept is None or kept[0] != revision or len(kept[1]) > len(nodes) + 64:  # (nodes that left, dropped)
-            kept = self._selected[uid] = (revision, {})
-        seen = kept[1]
-        wanted: set[str] = set()
-        for n in nodes:
-            hit = seen.get(n.name)
-            if hit is not None and hit[0] is n:
-                runs = hit[1]
-            else:
-                runs = (n.is_ready() and not n.spec.unschedulable and node_selected(pod_spec, n)
-                        and tolerated(pod_spec, n))
-                seen[n.name] = (n, runs)
-            if runs:
-                wanted.add(n.name)
+        st = self._ds_state.get(uid)
+        if st is None or st.revision != revision:
+            # Every node and pod: the first sync, or the template changed.
+            st = self._ds_state[uid] = _DaemonSetState(revision, set())
+            full = True
+        else:
+            full = False
+        # What happens from here on (this sync's own writes included) is for the next sync to look at.
+        touched, st.touched = st.touched, set()
+        try:
+            self._sync_daemonset_nodes(ds, template, pod_spec, revision, st, None if full else touched)
+        except BaseException:
+            st.touched |= touched  # nothing looked at is lost
+            if full:
+                self._ds_state.pop(uid, None)
+            raise
+
+    def _sync_daemonset_nodes(self, ds: DaemonSet, template: dict[str, Any], pod_spec: dict[str, Any], revision: str,
+                              st: _DaemonSetState, touched: set[str | None] | None) -> None:
+        """A DaemonSet's sync over every node (`touched` None) or over the nodes in `touched` only."""
+        by_node = self._owner_pods.get((ds.metadata.uid or "", ds.namespace or ""), {})
+        wanted = st.wanted
+        look: Iterable[str | None]
+        if touched is None:
+            wanted.clear()
+            wanted.update(n.name for n in self._nodes() if _runs_here(pod_spec, n))
+            look = list(by_node)
+            missing_from: Iterable[str] = wanted
+        else:
+            live = self.store.try_get
+            for name in touched:
+                if name is None:
+                    continue
+                n = live(Node, name)
+                if n is not None and _runs_here(pod_spec, n):
+                    wanted.add(name)
+                else:
+                    wanted.discard(name)
+            look = touched
+            missing_from = [n for n in touched if n is not None and n in wanted]
         self._desired[(ds.metadata.uid or "", ds.metadata.generation)] = len(wanted)
+        # The pods on the nodes looked at, in name order, as a sync over every pod meets them.
+        pods = sorted((p for node in look for p in by_node.get(node, {}).values()), key=lambda p: p.name)
         have: dict[str, Pod] = {}
-        for p in self._owned(ds):
-            node = p.spec.node_name or p.metadata.annotations.get(TARGET_NODE_ANNOTATION)
+        for p in pods:
+            node = _slot(p)
             stale = p.metadata.labels.get(REVISION_LABEL) != revision or node not in wanted or node in have
             if stale:
                 if p.metadata.deletion_timestamp is None:
-                    with contextlib.suppress(ApiError):
+                    try:
                         self.store.delete(Pod, p.name, p.namespace)
+                    except ApiError:
+                        st.touched.add(node)  # retried next sync, as a sync over every pod would
                 continue
             if node is not None:
                 have[node] = p
-        missing = sorted(wanted - set(have))
-        if not missing:
-            return  # every wanted node has its pod: no need to add up what the nodes have left
-        free = self._free(nodes)
+        missing = sorted(n for n in missing_from if n not in have)
+        if missing:
+            # Looked at again next time: a create can fail, a pod that does not fit waits for a later pass.
+            st.touched.update(missing)
+            self._create_daemon_pods(ds, template, pod_spec, revision, missing)
+
+    def _create_daemon_pods(self, ds: DaemonSet, template: dict[str, Any], pod_spec: dict[str, Any], revision: str,
+                            missing: list[str]) -> None:
+        live = self.store.try_get
+        free = self._free([n for n in (live(Node, name) for name in missing) if n is not None])
         requests = pod_requests(pod_spec)
         for node in missing:
             short = shortfall(requests, free.get(node))
@@ -444,7 +578,7 @@ class Kubelet:
                 return name  # this node's own (a terminating one: the create fails and a later pass retries)
             salt += 1
 
-    def _sync_deployment(self, dep: Deployment, nodes: list[Node]) -> None:
+    def _sync_deployment(self, dep: Deployment) -> None:
         template = dep.model_dump(by_alias=True)["spec"].get("template") or {}
         revision = content_hash(template)
         replicas = dep.spec.replicas if dep.spec.replicas is not None else 1
@@ -470,16 +604,16 @@ class Kubelet:
                 break
             current.append(pod)
 
-    def _bind_pending(self, nodes: list[Node]) -> None:
+    def _bind_pending(self) -> None:
         """The scheduler: every unbound pod goes to a fitting node (its DaemonSet node, else the least loaded)."""
-        by_name = {n.name: n for n in nodes}
         # A kubelet that runs no pods itself (the host's: ClusterWorld runs the DMS and hostnetwork pods) schedules
         # only its workloads' pods; binding a DMS pod here reset it to Pending behind ClusterWorld's back and left
         # its DPU in DMS Deployment for good (chaos seeds 147 and 242).
-        unbound = [p for p in self.store.list(Pod) if not p.spec.node_name and _pod_active(p)
-                   and (self.run_pods or _workload_pod(p))]
+        unbound = [p for p in self._unbound.values() if self.run_pods or _workload_pod(p)]
         if not unbound:
             return
+        nodes = self._nodes()
+        by_name = {n.name: n for n in nodes}
         # What the nodes have left and how many pods they run, added up once a pass and kept current as this
         # pass binds pods (a pod that stays Pending changes neither): a pass with pods pending on a big
         # cluster no longer re-adds every pod per pending pod.
@@ -567,20 +701,18 @@ class Kubelet:
             self.store.patch(Pod, name, ns, {"status": status}, subresource="status")
 
     # --- workload status --------------------------------------------------------------------------------
-    def _daemonset_status(self, ds: DaemonSet, nodes: list[Node]) -> None:
+    def _daemonset_status(self, ds: DaemonSet) -> None:
         template = ds.model_dump(by_alias=True)["spec"].get("template") or {}
         pod_spec = template.get("spec") or {}
         revision = content_hash(template)
         desired = self._desired.get((ds.metadata.uid or "", ds.metadata.generation))
         if desired is None:
-            desired = sum(1 for n in nodes if n.is_ready() and not n.spec.unschedulable
+            desired = sum(1 for n in self._nodes() if n.is_ready() and not n.spec.unschedulable
                           and node_selected(pod_spec, n) and tolerated(pod_spec, n))
-        pods = [p for p in self._owned(ds) if _pod_active(p)]
-        scheduled = [p for p in pods if p.spec.node_name]
-        ready = [p for p in scheduled if _pod_ready(p)]
-        updated = [p for p in scheduled if p.metadata.labels.get(REVISION_LABEL) == revision]
-        status = {"desiredNumberScheduled": desired, "currentNumberScheduled": len(scheduled),
-                  "numberReady": len(ready), "numberAvailable": len(ready), "updatedNumberScheduled": len(updated),
+        tally = self._tallies.get((ds.metadata.uid or "", ds.namespace or "")) or _Tally()
+        scheduled, ready, updated = tally.scheduled, tally.ready, tally.revisions.get(revision, 0)
+        status = {"desiredNumberScheduled": desired, "currentNumberScheduled": scheduled,
+                  "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": updated,
                   "numberMisscheduled": 0, "observedGeneration": ds.metadata.generation}
         self._write_status(ds, status)
 

@@ -8,6 +8,8 @@ import random
 from typing import Any
 
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dpf_core.api.external import DaemonSet, Node, Pod
 from dpf_core.store.memory import MemoryStore
@@ -51,7 +53,7 @@ def edit(store: MemoryStore, name: str, fn: Any) -> None:
 
 
 def test_a_node_losing_its_label_loses_its_pod_and_gets_it_back_with_the_label() -> None:
-    env, store, k = cluster()
+    env, store, _ = cluster()
     assert running_on(store) == [f"dpu-{i}" for i in range(6)]
     edit(store, "dpu-2", lambda n: n.metadata.labels.pop("role"))
     env.run(until=120)
@@ -79,7 +81,7 @@ def test_a_deleted_node_is_forgotten_and_a_new_one_of_the_same_name_is_checked_a
     store.delete(Node, "dpu-3")
     env.run(until=120)
     assert "dpu-3" not in running_on(store)
-    assert "dpu-3" not in k._alloc_ok
+    assert "dpu-3" not in k._unchecked
     register_node(store, node("dpu-3", {"role": "other"}))
     env.run(until=180)
     assert "dpu-3" not in running_on(store)
@@ -91,20 +93,20 @@ def test_a_deleted_node_is_forgotten_and_a_new_one_of_the_same_name_is_checked_a
 def test_a_template_change_recomputes_every_node_for_the_new_revision() -> None:
     env, store, k = cluster()
     uid = store.get(DaemonSet, "rel-agent", "ns").metadata.uid or ""
-    first_revision = k._selected[uid][0]
+    first_revision = k._ds_state[uid].revision
     live = store.get(DaemonSet, "rel-agent", "ns").deepcopy()
     live.spec.template.spec.node_selector = {"role": "none"}
     store.update(live)
     env.run(until=120)
     assert running_on(store) == []
-    assert k._selected[uid][0] != first_revision
+    assert k._ds_state[uid].revision != first_revision
     store.delete(DaemonSet, "rel-agent", "ns")
     env.run(until=180)
-    assert uid not in k._selected
+    assert uid not in k._ds_state
 
 
 def test_allocatable_removed_from_a_node_is_put_back() -> None:
-    env, store, k = cluster(allocatable_for=lambda n: {"cpu": "8"})
+    env, store, _ = cluster(allocatable_for=lambda n: {"cpu": "8"})
     assert store.get(Node, "dpu-1").status.allocatable == {"cpu": "8"}
 
     def strip(n: Node) -> None:
@@ -121,7 +123,7 @@ def test_allocatable_removed_from_a_node_is_put_back() -> None:
 def test_a_stray_pod_of_the_daemonset_on_a_served_node_is_removed() -> None:
     # The owner index is kept between passes while no Pod event arrives: a new pod is an event, so the next pass
     # sees two pods for one node and deletes the newcomer, as a pass that re-lists every pod does.
-    env, store, k = cluster()
+    env, store, _ = cluster()
     mine = next(p for p in store.list(Pod, "ns") if p.spec.node_name == "dpu-4")
     stray = mine.deepcopy()
     stray.metadata = stray.metadata.model_copy(update={"name": "rel-agent-zzzzz-stray", "uid": None,
@@ -131,3 +133,75 @@ def test_a_stray_pod_of_the_daemonset_on_a_served_node_is_removed() -> None:
     env.run(until=120)
     left = [p.name for p in store.list(Pod, "ns") if p.spec.node_name == "dpu-4" and p.metadata.deletion_timestamp is None]
     assert len(left) == 1
+
+
+class FullPassKubelet(Kubelet):
+    """Every DaemonSet sync looks at every node and pod (what each sync did before syncs kept their state)."""
+
+    def sync(self) -> None:
+        self._ds_state.clear()
+        super().sync()
+
+
+def _churn(kubelet_cls: type[Kubelet], seed: int) -> list[str]:
+    """A cluster whose nodes and pods change at random; the store's every event, in order."""
+    env = simpy.Environment()
+    clock = SimClock(env, 1735689600.0)
+    store = MemoryStore(clock.now, name="dpu")
+    log: list[str] = []
+    store.subscribe(lambda ev: log.append(f"{env.now:.3f} {ev.type} {ev.object.kind} {ev.object.name} "
+                                          f"{ev.object.model_dump_json(exclude={'metadata'})}"))
+    rng = random.Random(seed)
+    for i in range(8):
+        register_node(store, node(f"dpu-{i}", {"role": rng.choice(["dpu", "dpu", "other"])}))
+    kubelet_cls(env, store, clock, random.Random(1), allocatable_for=lambda n: {"cpu": "3"})
+    for o in render(CHART, "app", "rel", "ns", {"nodeSelector": {"role": "dpu"}}):
+        store.create(o)
+
+    def chaos() -> Any:
+        for step in range(40):
+            yield env.timeout(rng.choice([0.2, 1.0, 7.0]))
+            name = f"dpu-{rng.randrange(9)}"
+            live = store.try_get(Node, name)
+            what = rng.randrange(7)
+            if live is None:
+                register_node(store, node(name, {"role": "dpu"}))
+                continue
+            n = live.deepcopy()
+            if what == 0:
+                n.metadata.labels["role"] = rng.choice(["dpu", "other"])
+                store.update(n)
+            elif what == 1:
+                from dpf_core.api.meta import Taint
+                n.spec.taints = [] if n.spec.taints else [Taint(key="maintenance", effect="NoSchedule")]
+                store.update(n)
+            elif what == 2:
+                n.spec.unschedulable = not n.spec.unschedulable
+                store.update(n)
+            elif what == 3:
+                n.status.conditions[0].status = "False" if n.status.conditions[0].status == "True" else "True"
+                store.update_status(n)
+            elif what == 4:
+                store.delete(Node, name)
+            elif what == 5:
+                pods = [p for p in store.list(Pod, "ns") if p.metadata.deletion_timestamp is None]
+                if pods:
+                    victim = rng.choice(pods)
+                    store.delete(Pod, victim.name, victim.namespace)
+            elif step % 13 == 6:
+                ds = store.get(DaemonSet, "rel-agent", "ns").deepcopy()
+                ds.spec.template.spec.containers[0].image = f"agent:{step}"
+                store.update(ds)
+
+    env.process(chaos())
+    env.run(until=400)
+    return log
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 100_000))
+def test_syncs_that_look_only_at_changed_nodes_write_exactly_what_full_syncs_write(seed: int) -> None:
+    kept = _churn(Kubelet, seed)
+    full = _churn(FullPassKubelet, seed)
+    assert kept == full
+    assert any(" ADDED Pod " in line for line in kept)
