@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from dpf_core.api.external import LABEL_ARGOCD_INSTANCE, Application, CIDRPool, DaemonSet, Deployment, IPPool
+from dpf_core.api.external import LABEL_ARGOCD_INSTANCE, Application, CIDRPool, DaemonSet, Deployment, IPPool, Node
 from dpf_core.api.meta import KubeObject, Model
 from dpf_core.api.provisioning import (
     BFB,
@@ -46,6 +46,7 @@ from dpf_core.api.svc import LABEL_DPUSERVICE_NAME, LABEL_DPUSERVICE_NAMESPACE, 
 from dpf_core.controllers.dpuset import max_unavailable
 from dpf_core.errors import ApiError
 from dpf_core.store.protocol import WatchEvent
+from dpf_core.store.selectors import compile_label_selector
 
 from .durations import Duration
 from .expect import Check, Invariant, ObjKey, obj_key, register_invariant, show_key
@@ -871,6 +872,10 @@ class RolloutBudget(Invariant):
         tmpl = ds.spec.dpu_template.spec
         if tmpl.bfb.name in (None, new.spec.bfb) and tmpl.dpu_flavor == new.spec.dpu_flavor:
             return  # not an update deletion (node deselected, user delete)
+        node = self.twin.host.try_get(Node, new.spec.node_name, None)
+        if node is None or (ds.spec.node_selector is not None
+                            and not compile_label_selector(ds.spec.node_selector).matches(node.metadata.labels)):
+            return  # its node left the selector: DPF deletes it before the rollout, spending no budget
         self.decisions += 1
         # Counted as DPF lists them: the set's DPUs but the deleted one (by name), plus the deleted one's node.
         set_key = (ds.namespace or "", ds.name)

@@ -356,6 +356,8 @@ class _SetState:
     by_node: dict[str, set[ObjKey]] = field(default_factory=dict)
     ever_ready: set[ObjKey] = field(default_factory=set)
     unavailable: set[ObjKey] = field(default_factory=set)
+    # The unavailable count at the last check: over the budget is a violation only when the count grew.
+    checked: int = 0
 
 
 @dataclass
@@ -372,8 +374,10 @@ class MaxUnavailable(Invariant):
     Counted like DPF's rolloutRolling, but only over DPUs that were Ready at least once: DPF deletes DPUs that
     never became Ready without spending the budget, so counting those would flag a healthy first rollout. A
     DPU counts as unavailable when its Ready condition is not True, it is being deleted, or it is gone while
-    its node is still selected. The budget is maxUnavailable scaled on the selected nodes (percent rounded
-    up), clamped to [1, total], as DPF computes it."""
+    its node is still selected. The budget is the DPUSet's maxUnavailable in force at that moment, scaled on
+    the selected nodes (percent rounded up), clamped to [1, total], as DPF computes it on every pass. A budget
+    lowered below the DPUs already unavailable recalls nothing (neither does DPF): the count may stay over it
+    while it falls; one more DPU going down while over it is a violation."""
 
     kinds = (DPU, DPUSet, Node)
 
@@ -491,6 +495,10 @@ class MaxUnavailable(Invariant):
         if entry is None:
             return
         s = entry[1]
+        if not s.present and s.node not in st.selected:
+            # Gone from a Node the set no longer selects: removed with the Node, not replaced by a rollout. If the
+            # Node is selected again its DPU is a new one, unavailable only once it was Ready (a joining host).
+            st.ever_ready.discard(d)
         down = d in st.ever_ready and s.node in st.selected and (not s.present or not s.ready or s.deleting)
         (st.unavailable.add if down else st.unavailable.discard)(d)
 
@@ -503,10 +511,15 @@ class MaxUnavailable(Invariant):
         st = self.sets.get(key)
         if st is None or not st.rolling or st.deleting or not self._wanted(key) or self.passed is not None:
             return
-        if len(st.unavailable) <= 1:
+        count, grew = len(st.unavailable), len(st.unavailable) > st.checked
+        st.checked = count
+        if count <= 1:
             return  # the budget is never below 1
         limit = self.budget(st)
-        if len(st.unavailable) > limit:
+        # The budget in force is the DPUSet's value now. Lowered (or its percent base shrunk) below what is
+        # already unavailable, it recalls nothing: DPF only stops starting replacements, so the count may sit
+        # over it until DPUs come back; a DPU going down while over it is the violation.
+        if count > limit and grew:
             offending = []
             for d in sorted(st.unavailable):
                 s = self.dpus[d][1]

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from dpf_core.api.external import LABEL_ARGOCD_INSTANCE, Application, DaemonSet
+from dpf_core.api.external import LABEL_ARGOCD_INSTANCE, Application, DaemonSet, Node
+from dpf_core.api.meta import LabelSelector
 from dpf_core.api.provisioning import (
     DPU,
     DPUSET_NAME_LABEL,
@@ -212,11 +213,13 @@ NS2 = "tenant"  # DPUs labelled for a DPUSet of NS while living elsewhere: count
 
 
 class FakeHost:
-    """The two reads rolloutBudget makes of the host store, over dicts the test edits before each event."""
+    """The reads rolloutBudget makes of the host store, over dicts the test edits before each event (every node
+    exists, with the labels in `node_labels`)."""
 
     def __init__(self) -> None:
         self.dpus: dict[tuple[str, str], DPU] = {}
         self.sets: dict[tuple[str, str], DPUSet] = {}
+        self.node_labels: dict[str, dict[str, str]] = {}
 
     def list(self, cls: type[Any], namespace: str | None = None) -> list[Any]:
         if cls is not DPU:
@@ -224,6 +227,9 @@ class FakeHost:
         return [d for (ns, _), d in sorted(self.dpus.items()) if namespace in (None, ns)]
 
     def try_get(self, cls: type[Any], name: str, namespace: str | None) -> Any:
+        if cls is Node:
+            return Node.model_validate({"apiVersion": "v1", "kind": "Node",
+                                        "metadata": {"name": name, "labels": self.node_labels.get(name, {})}})
         return self.sets.get((namespace or "", name)) if cls is DPUSet else None
 
 
@@ -313,6 +319,26 @@ def commit(host: FakeHost, checks: Sequence[RolloutBudget], etype: str, dpu: DPU
         host.dpus[key] = dpu
     for check in checks:
         check.on_event("host", WatchEvent(etype, dpu, old))  # type: ignore[arg-type]
+
+
+def test_rollout_budget_leaves_out_dpus_whose_node_left_the_selector() -> None:
+    # DPF deletes the DPUs of deselected nodes before it rolls, without spending the budget.
+    host = FakeHost()
+    ds = budget_set(1)
+    ds.spec.node_selector = LabelSelector(match_labels={"pool": "a"})
+    host.sets[(NS, "ds")] = ds
+    host.node_labels = {f"n{i}": {"pool": "a"} for i in range(4)}
+    inv = RolloutBudget(InvariantSpec(name="rollout-budget", type="rolloutBudget"))
+    inv.bind(budget_twin(host))
+    inv.activate([])
+    for i in range(4):
+        commit(host, [inv], "ADDED", budget_dpu(f"d{i}", f"n{i}"))
+    commit(host, [inv], "MODIFIED", budget_dpu("d0", "n0", ready=False))
+    host.node_labels["n1"] = {"pool": "b"}
+    commit(host, [inv], "MODIFIED", budget_dpu("d1", "n1", deleting=True))
+    assert inv.decisions == 0 and inv.passed is None
+    commit(host, [inv], "MODIFIED", budget_dpu("d2", "n2", deleting=True))
+    assert inv.decisions == 1 and inv.passed is False  # n2 is still selected: an update past the budget
 
 
 def test_rollout_budget_flags_an_update_deletion_past_max_unavailable() -> None:
