@@ -16,6 +16,8 @@ chart up, apply the rendered workloads (tracking label `argocd.argoproj.io/insta
 workloads no longer rendered, then write sync (Synced at the chart version) and health (Healthy when every
 workload is fully ready, else Progressing). A chart missing from the catalogue (or an unknown destination or
 project) leaves the Application Degraded with a ComparisonError condition saying why, as a failed fetch does.
+A change of the Application's source or destination is seen by ArgoCD's refresh at once: an Application that was
+Synced turns OutOfSync (health unchanged) until the automated sync, `syncDelay` later, applies it.
 `argocd.argoproj.io/skip-reconcile: "true"` stops all of it. Deleting an Application with the resources
 finalizer deletes its workloads first.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import random
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, Literal
@@ -192,6 +195,12 @@ class SyncError(Exception):
     pass
 
 
+def compared_to(app: Application) -> str:
+    """The source and destination a comparison is made against (ArgoCD's status.sync.comparedTo)."""
+    spec = app.spec.wire()
+    return json.dumps({"source": spec.get("source"), "destination": spec.get("destination")}, sort_keys=True)
+
+
 class ArgoCD:
     """ArgoCD's application controller over the twin's stores."""
 
@@ -205,6 +214,9 @@ class ArgoCD:
         self.catalogue = catalogue
         self.params = params or ArgoParams()
         self._scheduled: set[tuple[str, str]] = set()
+        # What each Application's last comparison saw (status.sync.comparedTo, kept here rather than on the
+        # wire so the statuses the twin has always written stay as they were).
+        self._compared: dict[tuple[str, str], str] = {}
         self.syncs = 0
         self.failed_syncs = 0
         # How ArgoCD reaches a destination store (name, store) -> client: faults put a browned-out API server
@@ -221,8 +233,34 @@ class ArgoCD:
 
     # --- events -----------------------------------------------------------------------------------------
     def _on_application(self, ev: WatchEvent) -> None:
-        if ev.type != "DELETED":
-            self.schedule(ev.object.namespace or "", ev.object.name)
+        key = (ev.object.namespace or "", ev.object.name)
+        if ev.type == "DELETED":
+            self._compared.pop(key, None)
+            return
+        app = ev.object
+        if (isinstance(app, Application) and key in self._compared and self._compared[key] != compared_to(app)
+                and app.status.sync is not None and app.status.sync.status == "Synced"):
+            # Written from a process, not from inside the store's notification.
+            self.env.process(self._refresh(key))
+        self.schedule(*key)
+
+    def _refresh(self, key: tuple[str, str]) -> Generator[Any, Any, None]:
+        """ArgoCD's refresh of a changed Application: the live state no longer matches the new source."""
+        yield self.env.timeout(0)
+        app = self.host.try_get(Application, key[1], key[0])
+        if (app is None or app.metadata.deletion_timestamp is not None or app.status.sync is None
+                or app.status.sync.status != "Synced"
+                or app.metadata.annotations.get(ANNOTATION_ARGOCD_SKIP_RECONCILE) == "true"):
+            return
+        current = compared_to(app)
+        if self._compared.get(key) == current:
+            return
+        self._compared[key] = current
+        was = app.status.health
+        health = was.status if was is not None and was.status else "Healthy"
+        message = (was.message or "") if was is not None else ""
+        self._status(app, "OutOfSync", health, message, list(app.status.conditions), list(app.status.resources),
+                     revision=app.status.sync.revision)
 
     def _on_control_plane(self, ev: WatchEvent) -> None:
         key = f"{ev.object.namespace}/{ev.object.name}"
@@ -348,6 +386,7 @@ class ArgoCD:
         healthy = all(o is not None and workload_healthy(o) for o in live)
         resources = [{"group": "apps", "version": "v1", "kind": type(o).__name__, "namespace": o.namespace,
                       "name": o.name, "status": "Synced"} for o in desired]
+        self._compared[(namespace, name)] = compared_to(app)
         self._status(app, "Synced", "Healthy" if healthy else "Progressing", "", [], resources,
                      revision=source.target_revision)
 

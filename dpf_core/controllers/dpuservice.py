@@ -181,9 +181,8 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             return computed
         wanted: list[dict[str, str]] = []
         for name in svc.spec.interfaces:
-            dsi = ctx.client.try_get(DPUServiceInterface, name, svc.namespace)
-            if dsi is None:
-                raise NotFound(f"DPUServiceInterface {svc.namespace}/{name} not found")
+            # The API server's NotFound, as DPF's Get returns it into the condition message.
+            dsi = ctx.client.get(DPUServiceInterface, name, svc.namespace)
             spec = dsi.spec.template.spec.template.spec
             if spec.interface_type != INTERFACE_TYPE_SERVICE or spec.service is None:
                 raise ValueError(f"DPUServiceInterface {name} is of type {spec.interface_type}, not {INTERFACE_TYPE_SERVICE}")
