@@ -192,6 +192,9 @@ class OperatorConfigReconciler(FinalizerReconciler[DPFOperatorConfig]):
 
     def __init__(self, options: OperatorOptions | None = None) -> None:
         self.options = options or OperatorOptions()
+        # The config's imagePullSecrets as of the last pass: the Secret watch wakes this controller only for
+        # those and for labelled Secrets (the DPF namespace also holds a few Secrets per DPU, none of them news).
+        self.pull_secret_names: frozenset[str] = frozenset()
 
     def reconcile(self, ctx: Context, req: Request) -> Result:
         o = self.options
@@ -220,7 +223,16 @@ class OperatorConfigReconciler(FinalizerReconciler[DPFOperatorConfig]):
     # --- image pull secrets -----------------------------------------------------------------------------
     def _label_pull_secrets(self, ctx: Context, config: DPFOperatorConfig) -> None:
         wanted = set(config.spec.image_pull_secrets)
-        for s in ctx.client.list(Secret, config.namespace):
+        self.pull_secret_names = frozenset(wanted)
+        # Only the wanted secrets (read by name) and the labelled ones (a label query) can need a change, as in
+        # DPF; listing every Secret of the namespace made each pass O(secrets), and the DPF namespace holds a
+        # few per DPU. Name order, as a pass over the whole list would write them.
+        found = {s.name: s for s in ctx.client.list(Secret, config.namespace, label_selector=IMAGE_PULL_SECRET_LABEL)}
+        for name in wanted - found.keys():
+            s = ctx.client.try_get(Secret, name, config.namespace)
+            if s is not None:
+                found[name] = s
+        for _, s in sorted(found.items()):
             has = IMAGE_PULL_SECRET_LABEL in s.metadata.labels
             if (s.name in wanted) == has:
                 continue
@@ -382,14 +394,22 @@ def controller(options: OperatorOptions | None = None) -> Controller:
     def labelled(obj: KubeObject) -> list[Request]:
         return config_request(obj) if DPF_COMPONENT_LABEL_KEY in obj.metadata.labels else []
 
-    def in_namespace(obj: KubeObject) -> list[Request]:
-        return config_request(obj) if obj.namespace == opts.config_namespace else []
+    reconciler = OperatorConfigReconciler(opts)
 
-    return Controller(NAME, OperatorConfigReconciler(opts), DPFOperatorConfig, [
+    def pull_secret(obj: KubeObject) -> list[Request]:
+        # DPF watches no Secret and retries a missing pull secret by backoff; we skip a missing one and are woken
+        # when it appears (or when a labelled one changes or goes).
+        if obj.namespace != opts.config_namespace:
+            return []
+        if obj.name in reconciler.pull_secret_names or IMAGE_PULL_SECRET_LABEL in obj.metadata.labels:
+            return config_request(obj)
+        return []
+
+    return Controller(NAME, reconciler, DPFOperatorConfig, [
         Watch(DPUService, from_object(labelled)),
         Watch(Deployment, from_object(labelled)),
         Watch(DaemonSet, from_object(labelled)),
-        Watch(Secret, from_object(in_namespace)),
+        Watch(Secret, from_object(pull_secret)),
         # Only a staged teardown looks at these, and it waits for them to be gone: their deletions are the news
         # (a DPUSet's status moves with every DPU, which would otherwise wake this controller fleet-wide).
         *[Watch(cls, from_object(config_request), event_types("DELETED"))
