@@ -235,6 +235,9 @@ class SetView:
         self.dpus: dict[str, DPU] = {}
         self._by_node: dict[str, tuple[str, ...]] = {}
         self.unselected: set[str] = set()
+        # Every owned DPU on a Node not selected, being deleted or not: DPF's `total - len(dpus)` counts
+        # each of them -1 (see before_roll).
+        self.off: set[str] = set()
         self.unavailable: set[str] = set()
         self.unmerged: set[str] = set()
         self.outdated: set[str] = set()
@@ -254,6 +257,8 @@ class SetView:
         deleting = dpu.metadata.deletion_timestamp is not None
         if is_unavailable(dpu):
             self.unavailable.add(name)
+        if node not in self.nodes:
+            self.off.add(name)
         if not deleting:
             if node not in self.nodes:
                 self.unselected.add(name)
@@ -282,6 +287,7 @@ class SetView:
             else:
                 del self._by_node[node]
         self.unselected.discard(name)
+        self.off.discard(name)
         self.unavailable.discard(name)
         self.unmerged.discard(name)
         self.outdated.discard(name)
@@ -331,8 +337,11 @@ class SetView:
                 dpu = self.dpus[dpu_name_]
                 if selected:
                     self.unselected.discard(dpu_name_)
-                elif dpu.metadata.deletion_timestamp is None:
-                    self.unselected.add(dpu_name_)
+                    self.off.discard(dpu_name_)
+                else:
+                    self.off.add(dpu_name_)
+                    if dpu.metadata.deletion_timestamp is None:
+                        self.unselected.add(dpu_name_)
 
 
 def build_view(dpu_set: DPUSet, nodes: Iterable[Node], dpus: Iterable[DPU]) -> SetView:
@@ -502,11 +511,14 @@ class _Views:
 
     def before_roll(self) -> tuple[dict[str, int], list[DPU], int, int]:
         """DPF's `dpus` list after creating and deleting: the phase counts, the DPUs a roll would touch (name
-        order), the wanted total and the unavailable count (missing DPUs count as unavailable)."""
+        order), the wanted total and DPF's unavailable count."""
         view = self.now()
         with self.lock:
             stats = {k: view.phases[k] for k in sorted(view.phases)}
-            unavailable = max(0, view.total - len(view.dpus)) + len(view.unavailable)
+            # DPF's `total - len(dpus) + #unavailable`, unclamped, per slot: a slot without its DPU is +1, a
+            # DPU on a Node no longer selected -1. So a DPU still being deleted from a deselected Node (+1
+            # unavailable, -1) holds none of the remaining Nodes' budget, and the count may go below 0.
+            unavailable = len(view.missing) - len(view.off) + len(view.unavailable)
             # Only the DPUs roll() can act on: every one with labels to merge, every outdated unavailable one
             # (deleted whatever the budget), and of the outdated available ones the first `room` by name (the
             # loop deletes those and then has no budget left). Handing it every outdated DPU made each pass of

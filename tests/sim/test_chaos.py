@@ -247,6 +247,12 @@ class Recording(RolloutBudget):
 class FullScan(Recording):
     """rolloutBudget as it was before the counts: every update deletion lists the set and scans it."""
 
+    def selected(self, ds: DPUSet, node_name: str) -> bool:
+        assert self.twin is not None
+        node = self.twin.host.try_get(Node, node_name, None)
+        sel = ds.spec.node_selector
+        return node is not None and (sel is None or all(node.metadata.labels.get(k) == v for k, v in sel.match_labels.items()))
+
     def on_event(self, store: str, ev: WatchEvent) -> None:
         self.events += 1
         new, old = ev.object, ev.old
@@ -264,11 +270,17 @@ class FullScan(Recording):
         tmpl = ds.spec.dpu_template.spec
         if tmpl.bfb.name in (None, new.spec.bfb) and tmpl.dpu_flavor == new.spec.dpu_flavor:
             return
+        if not self.selected(ds, new.spec.node_name):
+            return
         self.decisions += 1
         members = [d for d in self.twin.host.list(DPU, ds.namespace)
                    if d.metadata.labels.get(DPUSET_NAME_LABEL) == ds.name and d.name != new.name]
-        total = len({d.spec.node_name for d in members} | {new.spec.node_name})
+        # A Node not selected that still holds a DPU being deleted leaves total; each of its DPUs counts -1.
+        off = {d.spec.node_name for d in members if d.metadata.deletion_timestamp is not None
+               and d.spec.node_name != new.spec.node_name and not self.selected(ds, d.spec.node_name)}
+        total = len({d.spec.node_name for d in members} | {new.spec.node_name}) - len(off)
         unavailable = sum(1 for d in members if d.metadata.deletion_timestamp is not None or not ready(d))
+        unavailable -= sum(1 for d in members if d.spec.node_name in off)
         ru = ds.spec.strategy.rolling_update
         scaled = scaled_value_from_int_or_percent(ru.max_unavailable if ru is not None else None, total, True)
         budget = 1 if scaled <= 0 else min(scaled, total)
@@ -321,8 +333,8 @@ def commit(host: FakeHost, checks: Sequence[RolloutBudget], etype: str, dpu: DPU
         check.on_event("host", WatchEvent(etype, dpu, old))  # type: ignore[arg-type]
 
 
-def test_rollout_budget_leaves_out_dpus_whose_node_left_the_selector() -> None:
-    # DPF deletes the DPUs of deselected nodes before it rolls, without spending the budget.
+def selected_pool_a() -> tuple[FakeHost, RolloutBudget]:
+    """A set of 4 Ready DPUs, maxUnavailable 1, selecting Nodes labelled pool=a (all 4 are, until a test relabels)."""
     host = FakeHost()
     ds = budget_set(1)
     ds.spec.node_selector = LabelSelector(match_labels={"pool": "a"})
@@ -333,12 +345,31 @@ def test_rollout_budget_leaves_out_dpus_whose_node_left_the_selector() -> None:
     inv.activate([])
     for i in range(4):
         commit(host, [inv], "ADDED", budget_dpu(f"d{i}", f"n{i}"))
+    return host, inv
+
+
+def test_rollout_budget_leaves_out_dpus_whose_node_left_the_selector() -> None:
+    # DPF deletes the DPUs of deselected nodes before it rolls, without spending the budget.
+    host, inv = selected_pool_a()
     commit(host, [inv], "MODIFIED", budget_dpu("d0", "n0", ready=False))
     host.node_labels["n1"] = {"pool": "b"}
     commit(host, [inv], "MODIFIED", budget_dpu("d1", "n1", deleting=True))
     assert inv.decisions == 0 and inv.passed is None
     commit(host, [inv], "MODIFIED", budget_dpu("d2", "n2", deleting=True))
     assert inv.decisions == 1 and inv.passed is False  # n2 is still selected: an update past the budget
+
+
+def test_rollout_budget_nets_out_dpus_still_deleting_from_deselected_nodes() -> None:
+    # DPF's total - len(dpus) + #unavailable, unclamped: 2 selected nodes - 4 DPUs + 2 deleting = 0.
+    host, inv = selected_pool_a()
+    host.node_labels["n0"] = host.node_labels["n1"] = {"pool": "b"}
+    commit(host, [inv], "MODIFIED", budget_dpu("d0", "n0", deleting=True))
+    commit(host, [inv], "MODIFIED", budget_dpu("d1", "n1", ready=False, deleting=True))
+    commit(host, [inv], "MODIFIED", budget_dpu("d2", "n2", deleting=True))
+    assert inv.decisions == 1 and inv.passed is None  # 0 < 1: DPF deletes it in the same pass
+    commit(host, [inv], "MODIFIED", budget_dpu("d3", "n3", deleting=True))
+    assert inv.decisions == 2 and inv.passed is False
+    assert "deleted Ready DPU d3 for an update with 1 of 2 already unavailable (maxUnavailable allows 1)" in inv.detail
 
 
 def test_rollout_budget_flags_an_update_deletion_past_max_unavailable() -> None:
@@ -405,6 +436,9 @@ def test_rollout_budget_counts_match_a_full_scan_and_it_flags_what_the_scan_flag
         rng = random.Random(seed)
         host = FakeHost()
         host.sets[(NS, "ds")] = budget_set(rng.choice((1, 2, "25%", "50%", 0)))
+        if seed % 2:  # a selector over nodes relabelled as the stream goes
+            host.sets[(NS, "ds")].spec.node_selector = LabelSelector(match_labels={"pool": "a"})
+            host.node_labels = {f"n{i}": {"pool": rng.choice("aab")} for i in range(6)}
         host.sets[(NS, "other")] = budget_set("34%", name="other")
         scan, counted, late = FullScan(), Recording(), Recording()
         for c in (scan, counted, late):
@@ -416,6 +450,8 @@ def test_rollout_budget_counts_match_a_full_scan_and_it_flags_what_the_scan_flag
             if i == 60:  # activated mid-stream: starts from the store's contents
                 late.activate([])
                 checks.append(late)
+            if host.node_labels and rng.random() < 0.05:
+                host.node_labels[f"n{rng.randrange(6)}"] = {"pool": rng.choice("ab")}
             commit(host, checks, *random_event(rng, host))
             for check in checks[1:]:
                 for ns in (NS, NS2):

@@ -380,7 +380,7 @@ def test_narrowed_selector_deletes_pool_a_at_once_and_widened_brings_it_back_on_
     # Pool b rolled with the whole budget (2 at once) from the narrowing on; nothing in pool a was rolled after.
     after = [d for d in record.update_decisions() if d.t >= narrow]
     assert sorted(d.dpu for d in after) == pool_b and max(d.unavailable_before for d in after) == 1
-    assert [d.t for d in after][:2] == [pytest.approx(narrow, abs=1.0)] * 2
+    assert [d.t for d in after][:2] == [narrow] * 2
     for name in pool_a:
         # Back after the widening, created straight from the template as it is then: one more flash, new BFB.
         assert record.bfbs(name)[-1] == "bf-bundle-2"
@@ -413,6 +413,36 @@ def test_deselected_dpus_are_gone_and_undrained_before_the_widening() -> None:
     dpus, maintenances = seen["before-widen"]
     assert dpus == [f"worker-1-{i}-0000-04-00" for i in range(4)]
     assert not [m for m in maintenances if m.startswith("worker-0-")]
+
+
+def test_pool_b_rolls_in_the_narrowing_pass_while_pool_a_is_still_being_deleted() -> None:
+    """DPF's count is total - len(dpus) + #unavailable, not clamped at 0: each pool-a DPU still being deleted
+    is one DPU over the 4 selected Nodes and one unavailable, so it nets out and pool b gets its whole budget
+    (2) in the very pass that deleted pool a, before any pool-a DPU is gone."""
+    runner = Runner(load_scenario(HERE / "selector-narrow-widen.yaml"), progress=False)
+    narrow = step_time(runner, "narrow")
+    pool_a = [f"worker-0-{i}-0000-04-00" for i in range(4)]
+    started: list[tuple[float, str, list[str], int]] = []
+
+    def look(store: str, ev: WatchEvent) -> None:
+        o, old = ev.object, ev.old
+        if (store != "host" or not isinstance(o, DPU) or not isinstance(old, DPU) or not o.name.startswith("worker-1-")
+                or old.metadata.deletion_timestamp is not None or o.metadata.deletion_timestamp is None):
+            return
+        dpus = [d for d in runner.twin.host.list(DPU, NS) if d.name != o.name]
+        going = sorted(d.name for d in dpus if d.name in pool_a)
+        down = sum(1 for d in dpus if d.metadata.deletion_timestamp is not None or not _ready(d))
+        nodes = {d.spec.node_name for d in dpus} | {o.spec.node_name}
+        started.append((float(runner.twin.now), o.name, going, 4 - len(nodes) + down))  # 4 selected Nodes
+
+    runner.twin.on_event(look)
+    assert runner.run().passed
+    first_two = started[:2]
+    assert [(t, name) for t, name, _, _ in first_two] == [
+        (narrow, "worker-1-0-0000-04-00"), (narrow, "worker-1-1-0000-04-00")]
+    # All of pool a still there (being deleted), and DPF's count below maxUnavailable 2 at each start.
+    assert [going for _, _, going, _ in first_two] == [pool_a, pool_a]
+    assert [count for _, _, _, count in first_two] == [0, 1]
 
 
 # --- 5. RollingUpdate -> Recreate, maxUnavailable 0 ---------------------------------------------------------

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from dpf_core.api.external import Node
 from dpf_core.api.meta import Condition
-from dpf_core.api.provisioning import DPU, DPUSET_FINALIZER, ClusterSpec, DPUPhase, DPUSet, DPUSetStrategy
+from dpf_core.api.provisioning import (
+    DPU,
+    DPUSET_FINALIZER,
+    ClusterSpec,
+    DPUPhase,
+    DPUSet,
+    DPUSetStrategy,
+    dpu_pci_address_label,
+)
 from dpf_core.controllers import dpuset
 from dpf_core.controllers.dpuset import SetView, build_view, owned_dpus
 from dpf_core.errors import NotFound
@@ -64,7 +72,16 @@ def reference_reconcile(ctx: Context, req: Request) -> Result:
         total = sum(len(dpuset.dpu_indices(s.spec.dpu_selector, n.metadata.labels)) for n in nodes.values())
         rolling = s.spec.strategy.rolling_update if s.spec.strategy is not None else None
         budget = dpuset.max_unavailable(rolling.max_unavailable if rolling is not None else None, total)
-        unavailable = max(0, total - len(dpus)) + sum(1 for d in dpus if dpuset.is_unavailable(d))
+        # DPF's total - len(dpus) + #unavailable, unclamped, with our per-DPU slots: a slot whose DPU does not
+        # exist counts +1, a DPU on a Node not selected -1, a DPU on a selected Node 0.
+        names = {d.name for d in dpus}
+        missing = 0
+        for n in nodes.values():
+            for index in dpuset.dpu_indices(s.spec.dpu_selector, n.metadata.labels):
+                pci = n.metadata.labels.get(dpu_pci_address_label(index))
+                missing += not pci or dpuset.dpu_name(n.name, pci) not in names
+        off = sum(1 for d in dpus if d.spec.node_name not in nodes)
+        unavailable = missing - off + sum(1 for d in dpus if dpuset.is_unavailable(d))
         for d in dpus:
             if d.metadata.deletion_timestamp is not None:
                 continue
@@ -238,7 +255,7 @@ def apply(world: World, op: tuple[str, Any, Any]) -> None:
 def _fields(view: SetView) -> dict[str, Any]:
     return {
         "nodes": sorted(view.nodes), "total": view.total, "missing": sorted(view.missing), "dpus": sorted(view.dpus),
-        "unselected": sorted(view.unselected), "unavailable": sorted(view.unavailable),
+        "unselected": sorted(view.unselected), "off": sorted(view.off), "unavailable": sorted(view.unavailable),
         "unmerged": sorted(view.unmerged), "outdated": sorted(view.outdated), "phases": view.phases,
     }
 
@@ -322,3 +339,28 @@ def test_a_steady_state_pass_reads_no_list() -> None:
     assert int(world.controller.metrics()["reconciles"]) > 0
     assert "DPU" not in calls and "Node" not in calls
     assert world.store.get(DPUSet, "a", NS).status.dpu_statistics == {"Initializing": 19, "Pending": 1}
+
+
+def test_a_dpu_still_deleting_from_a_deselected_node_holds_no_budget() -> None:
+    """DPF's rolloutRolling counts total - len(dpus) + #unavailable without clamping at 0: the DPU going from
+    a Node the selector dropped is one DPU too many and one unavailable, so it nets out and the remaining
+    Nodes roll at once (clamped, it held the whole budget of 1 until its finalizer was released)."""
+    for live in (True, False):
+        world = World(live=live)
+        for i in range(3):
+            world.store.create(_node(f"w{i}", {"role": "worker", PCI0: "0000-04-00"}))
+        world.store.create(_set("a"))
+        world.run()
+        for i in range(3):
+            apply(world, ("status", i, "Ready"))
+            apply(world, ("hold", i, True))
+        world.run()
+        apply(world, ("node", 0, {"role": "other", PCI0: "0000-04-00"}))
+        world.run()
+        going = world.store.get(DPU, "w0-0000-04-00", NS)
+        assert going.metadata.deletion_timestamp is not None  # held by its finalizer
+        apply(world, ("edit", "a", "bfb-b"))
+        world.run()
+        deleting = sorted(d.name for d in world.store.list(DPU, NS) if d.metadata.deletion_timestamp is not None)
+        # 2 selected slots - 3 DPUs + 1 unavailable = 0 < maxUnavailable 1: one replacement, not two.
+        assert deleting == ["w0-0000-04-00", "w1-0000-04-00"], live
