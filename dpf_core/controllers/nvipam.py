@@ -11,7 +11,8 @@ IPPools and CIDRPools, written to `status.allocations`.
 - Both: nodes are those matching `nodeSelector` (nil = every Node); a block wholly inside `exclusions` is never
   handed out; allocations that are still valid never move when the pool or the node set changes; a node that
   is gone or no longer selected frees its block; new nodes, in name order, take the lowest free block. A node
-  left without a block (pool exhausted) gets a Warning event on the pool.
+  left without a block (pool exhausted) gets a Warning event on the pool, one per such node in name order, on
+  every pass (NVIPAM's `NoFreeRanges` / `NoFreePrefixes`, with its messages).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ NAME = "nvipam"
 NAME_IPPOOL = "nvipam-ippool"
 NAME_CIDRPOOL = "nvipam-cidrpool"
 
-REASON_ALLOCATION_FAILED = "AllocationFailed"
+REASON_NO_FREE_RANGES = "NoFreeRanges"  # IPPool
+REASON_NO_FREE_PREFIXES = "NoFreePrefixes"  # CIDRPool
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -260,13 +262,13 @@ def allocate_cidrpool(pool: CIDRPool, nodes: Sequence[str]) -> tuple[list[CIDRPo
 
 
 def _report(ctx: Context, pool: KubeObject, unallocated: Sequence[str]) -> None:
-    if unallocated:
-        ctx.recorder.event(
-            pool,
-            "Warning",
-            REASON_ALLOCATION_FAILED,
-            f"failed to allocate a block for nodes {', '.join(unallocated)}: pool {pool.name} is exhausted",
-        )
+    for node in sorted(unallocated):
+        if isinstance(pool, CIDRPool):
+            # "allocated" is NVIPAM's own spelling: the message is matched verbatim.
+            reason, message = REASON_NO_FREE_PREFIXES, f"failed to allocated prefix for Node: {node}, no free prefixes"
+        else:
+            reason, message = REASON_NO_FREE_RANGES, f"failed to allocate IPs on Node: {node}"
+        ctx.recorder.event(pool, "Warning", reason, message)
 
 
 class IPPoolReconciler:

@@ -311,9 +311,13 @@ def test_a_pool_too_small_for_the_nodes_leaves_the_last_node_without_a_block() -
     cidr = store.get(CIDRPool, "small-net", OPERATOR_NS)
     assert [(a.node_name, a.prefix, a.gateway) for a in cidr.status.allocations] == [
         (FIRST, "10.60.0.0/30", "10.60.0.1"), (SECOND, "10.60.0.4/30", "10.60.0.5")]
-    warnings = {e.wire()["involvedObject"]["name"]: e for e in store.list(Event) if e.type == "Warning"}
-    assert set(warnings) == {"small-subnet", "small-net"}
-    assert THIRD in (warnings["small-subnet"].message or "") and THIRD in (warnings["small-net"].message or "")
+    # NVIPAM's events: one Warning per node left without a block, on its pool, its words (typo included).
+    warnings = sorted((e.wire()["involvedObject"]["kind"], e.wire()["involvedObject"]["name"], e.reason, e.message)
+                      for e in store.list(Event) if e.type == "Warning")
+    assert warnings == [
+        ("CIDRPool", "small-net", "NoFreePrefixes", f"failed to allocated prefix for Node: {THIRD}, no free prefixes"),
+        ("IPPool", "small-subnet", "NoFreeRanges", f"failed to allocate IPs on Node: {THIRD}"),
+    ]
     # DPF's DPUServiceIPAM only asks for allocations to be non-empty: both say Ready.
     for ipam in runner.twin.host.list(DPUServiceIPAM, OPERATOR_NS):
         assert {c.type: c.status for c in ipam.status.conditions}["DPUIPAMObjectReady"] == "True"

@@ -100,8 +100,14 @@ def test_ippool_node_selector_exclusions_and_exhaustion() -> None:
     w.run()
     # /28: hosts .1-.14; the first block is wholly excluded, the second fits, a third would pass .14.
     assert w.ippool() == {"x": ("192.168.0.6", "192.168.0.10")}
-    [event] = {e.message for e in w.recorder.events if e.reason == "AllocationFailed"}
-    assert "y, z" in event
+    # NVIPAM: one Warning per node left without a block, in name order, none for the selected-out host.
+    warnings = sorted({(e.type, e.reason, e.message) for e in w.recorder.events if e.type == "Warning"})
+    assert warnings == [
+        ("Warning", "NoFreeRanges", "failed to allocate IPs on Node: y"),
+        ("Warning", "NoFreeRanges", "failed to allocate IPs on Node: z"),
+    ]
+    first = [e.message for e in w.recorder.events if e.reason == "NoFreeRanges"][:2]
+    assert first == ["failed to allocate IPs on Node: y", "failed to allocate IPs on Node: z"]
 
 
 def test_cidrpool_per_node_prefix_and_gateway_index() -> None:
@@ -113,6 +119,18 @@ def test_cidrpool_per_node_prefix_and_gateway_index() -> None:
         "n002": ("10.0.120.8/29", "10.0.120.11"),
         "n003": ("10.0.120.16/29", "10.0.120.19"),
     }
+
+
+def test_cidrpool_exhausted_warns_once_per_node_without_a_prefix() -> None:
+    w = World(["c", "a", "d", "b"])
+    # Four /30s, one reserved for no node: three nodes fit, "d" (last by name) is left over.
+    w.store.create(cidrpool(cidr="10.0.120.0/28", prefix=30, staticAllocations=[{"prefix": "10.0.120.4/30"}]))
+    w.run()
+    assert sorted(w.cidrpool()) == ["a", "b", "c"]
+    events = {(e.kind, e.name, e.type, e.reason, e.message) for e in w.recorder.events if e.type == "Warning"}
+    # NVIPAM's message, typo included.
+    assert events == {("CIDRPool", "pool", "Warning", "NoFreePrefixes",
+                       "failed to allocated prefix for Node: d, no free prefixes")}
 
 
 def test_cidrpool_static_allocations_exclusions_and_point_to_point() -> None:
