@@ -3,8 +3,9 @@
 - Nodes: a DPU node's allocatable is its flavor's dpuResources minus systemReservedResources (given by the
   composition through `allocatable_for`); a node without allocatable is not resource-limited.
 - DaemonSets: one pod per Ready Node matching the pod template's nodeSelector / required node affinity whose
-  NoSchedule/NoExecute taints are tolerated; a template change replaces the pods (new revision hash); pods of
-  nodes no longer selected go.
+  NoSchedule/NoExecute taints are tolerated; pods of nodes no longer selected go. A template change (new revision
+  hash) follows `spec.updateStrategy` as Kubernetes does: RollingUpdate (the default, maxUnavailable 1, no surge)
+  replaces pods while fewer than maxUnavailable desired nodes lack an available pod, OnDelete waits for deletions.
 - Deployments: `replicas` pods on the least-loaded fitting nodes; a template change replaces them.
 - Scheduling: a pod whose requests do not fit the node's free allocatable stays Pending with condition
   PodScheduled False `Unschedulable` and a message naming the short resources; it is retried on every change.
@@ -32,8 +33,9 @@ import simpy
 from pydantic import BaseModel, ConfigDict
 
 from dpf_core.api.external import ANNOTATION_MULTUS_NETWORKS, DaemonSet, Deployment, Node, Pod
-from dpf_core.api.meta import KubeObject
+from dpf_core.api.meta import IntOrString, KubeObject
 from dpf_core.api.quantity import format_quantity, parse_quantity
+from dpf_core.controllers.dpuset import max_unavailable as max_unavailable_of
 from dpf_core.controllers.svc_common import content_hash
 from dpf_core.errors import ApiError
 from dpf_core.runtime import rfc3339
@@ -225,12 +227,23 @@ class _DaemonSetState:
     lacked its pod). A sync looks only at those: on every other node nothing it reads has changed since a sync
     that left it alone."""
 
-    __slots__ = ("revision", "touched", "wanted")
+    __slots__ = ("old", "ready", "revision", "touched", "wanted")
 
     def __init__(self, revision: str, wanted: set[str]) -> None:
         self.revision = revision
         self.wanted = wanted
         self.touched: set[str | None] = set()
+        self.old: dict[str, Pod] = {}  # wanted node -> the previous revision's pod a rolling update still keeps
+        self.ready: set[str] = set()  # wanted nodes whose pod is Ready (available): the rest count as unavailable
+
+
+def _update_strategy(ds: DaemonSet) -> tuple[str, IntOrString | None]:
+    """(type, maxUnavailable) of `spec.updateStrategy`; Kubernetes' defaults: RollingUpdate, maxUnavailable 1."""
+    raw = ds.spec.update_strategy or {}
+    kind = str(raw.get("type") or "RollingUpdate")
+    rolling = raw.get("rollingUpdate") or {}
+    value = rolling.get("maxUnavailable", 1) if isinstance(rolling, Mapping) else 1
+    return kind, value if isinstance(value, int | str) else 1
 
 
 class Kubelet:
@@ -522,26 +535,58 @@ class Kubelet:
             look = touched
             missing_from = [n for n in touched if n is not None and n in wanted]
         self._desired[(ds.metadata.uid or "", ds.metadata.generation)] = len(wanted)
+        strategy, max_unavailable = _update_strategy(ds)
+        if touched is None:
+            st.old.clear()
+            st.ready.clear()
+        else:
+            for node in touched:
+                if node is not None:
+                    st.old.pop(node, None)
+                    st.ready.discard(node)
         # The pods on the nodes looked at, in name order, as a sync over every pod meets them.
         pods = sorted((p for node in look for p in by_node.get(node, {}).values()), key=lambda p: p.name)
         have: dict[str, Pod] = {}
         for p in pods:
             node = _slot(p)
-            stale = p.metadata.labels.get(REVISION_LABEL) != revision or node not in wanted or node in have
-            if stale:
-                if p.metadata.deletion_timestamp is None:
-                    try:
-                        self.store.delete(Pod, p.name, p.namespace)
-                    except ApiError:
-                        st.touched.add(node)  # retried next sync, as a sync over every pod would
-                continue
-            if node is not None:
+            current = p.metadata.labels.get(REVISION_LABEL) == revision
+            if node is not None and node in wanted and node not in have and (current or (
+                    p.metadata.deletion_timestamp is None and strategy in ("RollingUpdate", "OnDelete"))):
+                # Its node's pod: the current revision's, or the previous one's while the update strategy keeps it.
                 have[node] = p
-        missing = sorted(n for n in missing_from if n not in have)
+                if not current:
+                    st.old[node] = p
+                if p.metadata.deletion_timestamp is None and _pod_ready(p):
+                    st.ready.add(node)
+                continue
+            if p.metadata.deletion_timestamp is None:
+                self._delete_pod(p, st, node)
+        if strategy == "RollingUpdate" and st.old:
+            # Kubernetes' DaemonSet rolling update (maxSurge 0): an old pod that is not available goes at once;
+            # an available one only while fewer than maxUnavailable (of the desired nodes) are unavailable.
+            budget = max_unavailable_of(max_unavailable, len(wanted))
+            unavailable = len(wanted) - len(st.ready)
+            for node in sorted(st.old):
+                if node in st.ready:
+                    if unavailable >= budget:
+                        continue
+                    unavailable += 1
+                    st.ready.discard(node)
+                old = st.old.pop(node)
+                have.pop(node, None)
+                self._delete_pod(old, st, node)
+                missing_from = [*missing_from, node]
+        missing = sorted({n for n in missing_from if n not in have})
         if missing:
             # Looked at again next time: a create can fail, a pod that does not fit waits for a later pass.
             st.touched.update(missing)
             self._create_daemon_pods(ds, template, pod_spec, revision, missing)
+
+    def _delete_pod(self, p: Pod, st: _DaemonSetState, node: str | None) -> None:
+        try:
+            self.store.delete(Pod, p.name, p.namespace)
+        except ApiError:
+            st.touched.add(node)  # retried next sync, as a sync over every pod would
 
     def _create_daemon_pods(self, ds: DaemonSet, template: dict[str, Any], pod_spec: dict[str, Any], revision: str,
                             missing: list[str]) -> None:

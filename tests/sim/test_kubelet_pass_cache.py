@@ -205,3 +205,52 @@ def test_syncs_that_look_only_at_changed_nodes_write_exactly_what_full_syncs_wri
     full = _churn(FullPassKubelet, seed)
     assert kept == full
     assert any(" ADDED Pod " in line for line in kept)
+
+
+def _ready_nodes(store: MemoryStore) -> set[str]:
+    return {p.spec.node_name or "" for p in store.list(Pod, "ns") if p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)}
+
+
+def _roll(strategy: dict[str, Any] | None) -> tuple[int, set[str], MemoryStore, simpy.Environment]:
+    """6 nodes running the DaemonSet, then a new image: the most nodes without a Ready pod at once, and the
+    images the pods end with."""
+    env, store, _ = cluster()
+    live = store.get(DaemonSet, "rel-agent", "ns").deepcopy()
+    live.spec.template.spec.containers[0].image = "agent:2"
+    live.spec.update_strategy = strategy
+    worst = 0
+
+    def watch(ev: Any) -> None:
+        nonlocal worst
+        worst = max(worst, 6 - len(_ready_nodes(store)))
+
+    store.subscribe(watch, [Pod])
+    store.update(live)
+    env.run(until=600)
+    images = {p.spec.containers[0].image or "" for p in store.list(Pod, "ns") if p.metadata.deletion_timestamp is None}
+    return worst, images, store, env
+
+
+def test_a_template_change_rolls_one_node_at_a_time_by_default() -> None:
+    worst, images, store, _ = _roll(None)
+    assert worst == 1
+    assert images == {"agent:2"} and len(_ready_nodes(store)) == 6
+    assert store.get(DaemonSet, "rel-agent", "ns").status.updated_number_scheduled == 6
+
+
+def test_max_unavailable_as_a_percent_of_the_desired_nodes() -> None:
+    worst, images, _, _ = _roll({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "50%"}})
+    assert worst == 3
+    assert images == {"agent:2"}
+
+
+def test_on_delete_keeps_the_old_pods_until_they_are_deleted() -> None:
+    worst, images, store, env = _roll({"type": "OnDelete"})
+    assert worst == 0 and images == {"agent:1"}
+    assert store.get(DaemonSet, "rel-agent", "ns").status.updated_number_scheduled == 0
+    victim = next(p for p in store.list(Pod, "ns") if p.spec.node_name == "dpu-2")
+    store.delete(Pod, victim.name, victim.namespace)
+    env.run(until=700)
+    on = {p.spec.node_name: p.spec.containers[0].image for p in store.list(Pod, "ns")}
+    assert on["dpu-2"] == "agent:2" and sorted(set(on.values())) == ["agent:1", "agent:2"]

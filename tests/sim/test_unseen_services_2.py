@@ -143,7 +143,11 @@ def test_deleting_an_ipam_in_use_keeps_the_addresses_but_new_pods_cannot_start()
     assert [p.name for p in store.list(IPPool)] == ["subnet-pool"]
     pods = _service_pods(runner, "fw")
     assert len(pods) == 3
-    for pod in pods.values():
+    new = [pod for pod in pods.values() if pod.metadata.labels.get("revision") == "2"]
+    # RollingUpdate, maxUnavailable 1: one node's pod replaced, and the rollout stops while that one cannot start.
+    assert len(new) == 1
+    assert sorted(p.status.phase or "" for p in pods.values() if p not in new) == ["Running", "Running"]
+    for pod in new:
         # The kubelet model holds the containers until CNI ADD succeeds: Pending, the CNI's error on Ready.
         assert pod.status.phase == "Pending" and ANNOTATION_NETWORK_STATUS not in pod.metadata.annotations
         ready = next(c for c in pod.status.conditions if c.type == "Ready")
