@@ -1,12 +1,14 @@
-"""Shared by the services scenario tests: run a scenario file of scenarios/ and return the runner."""
+"""Shared by the services scenario tests: run a scenario file of scenarios/ and return the runner; cut a
+scenario short before one of its steps."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 from dpf_sim.runner import Runner
-from dpf_sim.scenario import load_scenario
+from dpf_sim.scenario import LoadedScenario, load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 DPU_CLUSTER = "dpu-cplane-tenant1/dpu-cplane-tenant1"
@@ -20,3 +22,16 @@ def run(name: str) -> Runner:
     failed = [f"{o.name}: {o.detail}" for o in result.outcomes if not o.passed]
     assert not failed, "\n".join(failed)
     return runner
+
+
+def before_step(loaded: LoadedScenario, step: str) -> LoadedScenario:
+    """Only the steps ahead of `step`, and the awaits and traces that do not wait for it or a later one (a run
+    of the result ends once they are decided; a trace keeps it going until its time)."""
+    scenario = loaded.scenario
+    cut = next(s.at for s in scenario.timeline if s.name == step)
+    # The steps are in time order, so the kept ones keep their indices (the loader's manifests are by index).
+    steps = [s for s in scenario.timeline if s.at < cut]
+    kept = {s.name for s in steps}
+    expect = [e for e in scenario.expect
+              if (spec := e.await_ or e.trace) is not None and (spec.after is None or spec.after in kept)]
+    return dataclasses.replace(loaded, scenario=scenario.model_copy(update={"timeline": steps, "expect": expect}))

@@ -6,7 +6,6 @@ test/objects chain samples with a nodeSelector, and deletions in unguided orders
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services_helpers import before_step
 
 from dpf_core.api.external import Application, AppProject, IPPool, Namespace, Node, Pod
 from dpf_core.api.svc import DPUService, DPUServiceInterface, ServiceChain, ServiceInterface
@@ -40,14 +40,7 @@ def _run(name: str, *, before: str | None = None) -> tuple[Runner, RunResult]:
     a later one (the run then ends once they are decided)."""
     loaded = load_scenario(HERE / f"{name}.yaml")
     if before is not None:
-        # The steps are in time order, so the kept ones keep their indices (the loader's manifests are by index).
-        scenario = loaded.scenario
-        cut = next(s.at for s in scenario.timeline if s.name == before)
-        steps = [s for s in scenario.timeline if s.at < cut]
-        kept = {s.name for s in steps}
-        expect = [e for e in scenario.expect
-                  if e.await_ is not None and (e.await_.after is None or e.await_.after in kept)]
-        loaded = dataclasses.replace(loaded, scenario=scenario.model_copy(update={"timeline": steps, "expect": expect}))
+        loaded = before_step(loaded, before)
     runner = Runner(loaded, progress=False, series=False)
     result = runner.run()
     assert result.passed, "\n".join(f"{o.name}: {o.detail}" for o in result.failures)

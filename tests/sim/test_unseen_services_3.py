@@ -9,7 +9,6 @@ DPUService / DPUDeployment events, or from a run cut short before a later step.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services_helpers import before_step
 
 from dpf_core.api.external import Application, CIDRPool, Event, IPPool, Node, Pod
 from dpf_core.api.meta import KubeObject
@@ -81,13 +81,7 @@ def _load(name: str, before: str | None = None) -> Runner:
     for it or a later one (the run then ends once they are decided: a trace keeps it going until its time)."""
     loaded = load_scenario(HERE / f"{name}.yaml")
     if before is not None:
-        scenario = loaded.scenario
-        cut = next(s.at for s in scenario.timeline if s.name == before)
-        steps = [s for s in scenario.timeline if s.at < cut]
-        kept = {s.name for s in steps}
-        expect = [e for e in scenario.expect
-                  if (spec := e.await_ or e.trace) is not None and (spec.after is None or spec.after in kept)]
-        loaded = dataclasses.replace(loaded, scenario=scenario.model_copy(update={"timeline": steps, "expect": expect}))
+        loaded = before_step(loaded, before)
     return Runner(loaded, progress=False, series=False)
 
 
