@@ -273,6 +273,19 @@ def assert_views_match_lists(world: World) -> None:
         assert _fields(live) == _fields(fresh), s.name
 
 
+def _three_ready(w: World, hold: bool = False) -> None:
+    """Set "a" over three worker nodes, every DPU Ready (and, with `hold`, kept by a finalizer when deleted)."""
+    for i in range(3):
+        w.store.create(_node(f"w{i}", {"role": "worker", PCI0: "0000-04-00"}))
+    w.store.create(_set("a"))
+    w.run()
+    for i in range(3):
+        apply(w, ("status", i, "Ready"))
+        if hold:
+            apply(w, ("hold", i, True))
+    w.run()
+
+
 @PROPS
 @example([("edit", "a", "bfb-b"), ("status", 0, "Ready"), ("hold", 1, True), ("edit", "a", "labels"),
           ("node", 2, {"role": "other"}), ("delete-dpu", 1, None), ("edit", "a", "flavor-b")])
@@ -280,13 +293,7 @@ def assert_views_match_lists(world: World) -> None:
 def test_index_pass_equals_list_pass_and_views_equal_lists(ops: list[tuple[str, Any, Any]]) -> None:
     worlds = indexed, listed, reference = World(live=True), World(live=False), World(live=False, reference=True)
     for w in worlds:
-        for i in range(3):
-            w.store.create(_node(f"w{i}", {"role": "worker", PCI0: "0000-04-00"}))
-        w.store.create(_set("a"))
-        w.run()
-        for i in range(3):
-            apply(w, ("status", i, "Ready"))
-        w.run()
+        _three_ready(w)
     for op in ops:
         for w in worlds:
             apply(w, op)
@@ -347,14 +354,7 @@ def test_a_dpu_still_deleting_from_a_deselected_node_holds_no_budget() -> None:
     Nodes roll at once (clamped, it held the whole budget of 1 until its finalizer was released)."""
     for live in (True, False):
         world = World(live=live)
-        for i in range(3):
-            world.store.create(_node(f"w{i}", {"role": "worker", PCI0: "0000-04-00"}))
-        world.store.create(_set("a"))
-        world.run()
-        for i in range(3):
-            apply(world, ("status", i, "Ready"))
-            apply(world, ("hold", i, True))
-        world.run()
+        _three_ready(world, hold=True)
         apply(world, ("node", 0, {"role": "other", PCI0: "0000-04-00"}))
         world.run()
         going = world.store.get(DPU, "w0-0000-04-00", NS)
