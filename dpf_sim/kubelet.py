@@ -188,7 +188,7 @@ def _controllers(p: Pod) -> list[tuple[str, str]]:
 
 
 def _runs_here(pod_spec: Mapping[str, Any], n: Node) -> bool:
-    """A DaemonSet's pod belongs on `n`: Ready, schedulable, selected and every NoSchedule/NoExecute taint tolerated."""
+    """A pod of `pod_spec` may go to `n`: Ready, schedulable, selected and every NoSchedule/NoExecute taint tolerated."""
     return n.is_ready() and not n.spec.unschedulable and node_selected(pod_spec, n) and tolerated(pod_spec, n)
 
 
@@ -676,8 +676,7 @@ class Kubelet:
             else:
                 pinned = pinned_nodes(spec)
                 among = nodes if pinned is None else [by_name[n] for n in sorted(pinned) if n in by_name]
-                candidates = [n for n in among if n.is_ready() and not n.spec.unschedulable
-                              and node_selected(spec, n) and tolerated(spec, n)]
+                candidates = [n for n in among if _runs_here(spec, n)]
             fitting = [n for n in candidates if not shortfall(requests, free.get(n.name))]
             if not fitting:
                 short = sorted({r for n in candidates for r in shortfall(requests, free.get(n.name))})
@@ -752,8 +751,7 @@ class Kubelet:
         revision = content_hash(template)
         desired = self._desired.get((ds.metadata.uid or "", ds.metadata.generation))
         if desired is None:
-            desired = sum(1 for n in self._nodes() if n.is_ready() and not n.spec.unschedulable
-                          and node_selected(pod_spec, n) and tolerated(pod_spec, n))
+            desired = sum(1 for n in self._nodes() if _runs_here(pod_spec, n))
         tally = self._tallies.get((ds.metadata.uid or "", ds.namespace or "")) or _Tally()
         scheduled, ready, updated = tally.scheduled, tally.ready, tally.revisions.get(revision, 0)
         status = {"desiredNumberScheduled": desired, "currentNumberScheduled": scheduled,
