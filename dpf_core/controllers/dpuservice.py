@@ -73,6 +73,62 @@ from .mirror import ListerCell, ListerController, apply, ensure_namespace
 from .reconcile_base import ERROR_OCCURRED, StatusReconciler, phase
 from .svc_common import b64, cluster_access, deep_merge, operator_config
 
+# multus-cni v4 NetworkSelectionElement's JSON fields in struct order: DPF decodes the user's networks annotation
+# into that struct and marshals it back, so the rendered annotation has this key order, only these keys, the
+# omitempty ones left out when empty, and map values (cni-args) with sorted keys, as encoding/json writes them.
+_NSE_FIELDS = ("name", "namespace", "ips", "mac", "infiniband-guid", "interface", "portMappings", "bandwidth",
+               "cni-args", "default-route")
+_NSE_BY_FOLDED = {f.lower(): f for f in _NSE_FIELDS}
+_NSE_NIL_ONLY = frozenset({"cni-args", "bandwidth"})  # pointers: omitted only when nil
+
+
+def _go_json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _go_json_value(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_go_json_value(v) for v in value]
+    return value
+
+
+def _nse_empty(key: str, value: Any) -> bool:
+    if key in _NSE_NIL_ONLY:
+        return value is None
+    return value is None or value == "" or value == []
+
+
+def network_selection_element(entry: dict[str, Any]) -> dict[str, Any]:
+    """One networks-annotation entry as DPF's json round trip through NetworkSelectionElement leaves it (keys
+    matched case-insensitively, as encoding/json does; unknown keys dropped)."""
+    fields: dict[str, Any] = {}
+    for key, value in entry.items():
+        canonical = key if key in _NSE_FIELDS else _NSE_BY_FOLDED.get(key.lower())
+        if canonical is not None:
+            fields[canonical] = value
+    out: dict[str, Any] = {"name": fields.get("name") or ""}
+    for key in _NSE_FIELDS[1:]:
+        if key in fields and not _nse_empty(key, fields[key]):
+            out[key] = _go_json_value(fields[key])
+    return out
+
+
+def merge_networks(wanted: list[dict[str, Any]], existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DPF's mergeIntoSlice: an entry already in the annotation for a DPUServiceInterface's interface takes
+    precedence field by field (its non-empty fields win), the remaining interfaces are added, and the whole list
+    is sorted by (name, interface)."""
+    by_interface = {str(e.get("interface", "")): e for e in wanted}
+    result: list[dict[str, Any]] = []
+    for e in existing:
+        ours = by_interface.pop(str(e.get("interface", "")), None)
+        if ours is None:
+            result.append(e)
+        else:
+            combined = {**ours, **{k: v for k, v in e.items() if not _nse_empty(k, v)}}
+            result.append(network_selection_element(combined))
+    result.extend(by_interface.values())
+    result.sort(key=lambda e: (str(e.get("name", "")), str(e.get("interface", ""))))
+    return result
+
+
 NAME = "dpuservice"
 COMPONENT = "dpuservice-manager"
 AWAITING_DELETION_REQUEUE = 30.0
@@ -203,16 +259,14 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             entry = {"name": net, "interface": spec.service.interface_name}
             if ns:
                 entry["namespace"] = ns
-            wanted.append(entry)
+            wanted.append(network_selection_element(entry))
         annotations = dict(computed.get("annotations") or {})
         existing: list[dict[str, Any]] = []
         raw = annotations.get(ANNOTATION_MULTUS_NETWORKS)
         if raw:
             parsed = json.loads(raw)
-            existing = list(parsed) if isinstance(parsed, list) else []
-        have = {(e.get("name"), e.get("interface")) for e in existing}
-        merged = existing + [e for e in wanted if (e["name"], e["interface"]) not in have]
-        merged.sort(key=lambda e: (str(e.get("name", "")), str(e.get("interface", ""))))
+            existing = [network_selection_element(e) for e in parsed if isinstance(e, dict)] if isinstance(parsed, list) else []
+        merged = merge_networks(wanted, existing)
         annotations[ANNOTATION_MULTUS_NETWORKS] = json.dumps(merged, separators=(",", ":"))
         computed["annotations"] = annotations
         return computed
