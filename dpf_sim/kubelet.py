@@ -278,7 +278,7 @@ class Kubelet:
         self._pass_nodes: list[Node] | None = None
         self._owner_pods: dict[tuple[str, str], dict[str | None, dict[str, Pod]]] = {}  # (controller uid, ns) -> node -> name -> pod
         self._node_pods: dict[str, dict[tuple[str, str], Pod]] = {}  # spec.nodeName -> (ns, name) -> pod
-        self._unbound: dict[tuple[str, str], Pod] = {}  # active pods without spec.nodeName
+        self._unbound: dict[tuple[str, str], Pod] = {}  # active pods without spec.nodeName that _bind_pending binds
         self._tallies: dict[tuple[str, str], _Tally] = {}  # (controller uid, ns) -> status counts of its pods
         self._ds_state: dict[str, _DaemonSetState] = {}  # DaemonSet uid -> what its last completed sync left
         self._pods: dict[tuple[str, str], Pod] = {}  # (ns, name) -> the snapshot the indexes hold
@@ -415,7 +415,9 @@ class Kubelet:
             node = new.spec.node_name
             if node:
                 self._node_pods.setdefault(node, {})[key] = new
-            elif _pod_active(new):
+            elif _pod_active(new) and (self.run_pods or _workload_pod(new)):
+                # Only what this kubelet's scheduler binds (see _bind_pending): the host's thousands of
+                # unbound DMS and hostnetwork pods were filtered out again on every pass.
                 self._unbound[key] = new
             for owner in _controllers(new):
                 slot = _slot(new)
@@ -654,7 +656,7 @@ class Kubelet:
         # A kubelet that runs no pods itself (the host's: ClusterWorld runs the DMS and hostnetwork pods) schedules
         # only its workloads' pods; binding a DMS pod here reset it to Pending behind ClusterWorld's back and left
         # its DPU in DMS Deployment for good (chaos seeds 147 and 242).
-        unbound = [p for p in self._unbound.values() if self.run_pods or _workload_pod(p)]
+        unbound = list(self._unbound.values())
         if not unbound:
             return
         nodes = self._nodes()

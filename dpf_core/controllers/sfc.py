@@ -201,6 +201,13 @@ def _iface_ids(row: Mapping[str, Any]) -> Mapping[str, str]:
     return ids if type(ids) is dict else dict(ids)
 
 
+def _port_ids(row: Mapping[str, Any]) -> Mapping[str, str]:
+    """`PortRow.of(row).port_external_ids` without building the row: the stale sweep reads two keys of every
+    br-sfc row every period on every DPU node."""
+    merged = row.get("external_ids") or {}
+    return row.get("port_external_ids", merged) or {}
+
+
 class OvsView:
     """The rows of a few bridges, read once per pass, on the pass's first lookup (as DPF asks OVS only once
     it has the ServiceInterface: a chain pass that finds none reads nothing). A `PortRow` is built only for
@@ -910,15 +917,16 @@ class StaleObjectRemover:
         mine = indexed if indexed is not None else ctx.client.list(ServiceInterface)
         desired = {produced_port(si) for si in mine if si.spec.node == self.node_name}
         removed: list[str] = []
-        for row in (PortRow.of(r) for r in ovs.ports(SFC_BRIDGE)):
-            ids = row.port_external_ids
-            if row.name == SFC_BRIDGE or row.name in desired:
+        for row in ovs.ports(SFC_BRIDGE):
+            name = str(row.get("name", ""))
+            if name == SFC_BRIDGE or name in desired:
                 continue
+            ids = _port_ids(row)
             if ids.get(EXTERNAL_ID_OWNER) == OVS_CNI_OWNER or ids.get(EXTERNAL_ID_DPF_TYPE) == DPF_TYPE_PHYSICAL:
                 continue
-            ovs.delete_port(SFC_BRIDGE, row.name)
-            ctx.log.info("deleted OVS port with name: %s", row.name)
-            removed.append(row.name)
+            ovs.delete_port(SFC_BRIDGE, name)
+            ctx.log.info("deleted OVS port with name: %s", name)
+            removed.append(name)
         return removed
 
 

@@ -35,6 +35,9 @@ _AUTO_PORT_LIMIT = 32768
 _PORT_REUSE_AFTER_MS = 60 * 60 * 1000
 # NORMAL's MAC learning table entries age out after 300 s (other_config:mac-aging-time default).
 MAC_AGING_S = 300.0
+# A standalone bridge's visible flow, parsed once: every bridge of every DPU starts with it, and Bridge.add
+# copies a FlowMod's match and action list (the actions are frozen), so one parse serves them all.
+_STANDALONE_FLOW = parse_flow("priority=0,actions=NORMAL")
 
 # What a change listener is told changed on a bridge (Datapath.listeners).
 PORTS = "ports"  # a Port/Interface row came or went, an ofport moved, an external_ids/options key was added
@@ -166,7 +169,7 @@ class Bridge:
             flushed = bool(self.rules)
             self.rules.clear()
             if self.effective_fail_mode == "standalone":
-                self.add(parse_flow("priority=0,actions=NORMAL"))
+                self.add(_STANDALONE_FLOW)
             if flushed and not _initial:
                 self.switch.changed(Change(self.name, FLOWS))
 
