@@ -19,6 +19,7 @@ from typing import Any
 import simpy
 
 from dpf_core.runtime import DEFAULT_EPOCH, Controller, Manager, ProcessOutcome, rfc3339
+from dpf_core.runtime.controller import ControllerTotals
 from dpf_core.store.protocol import WatchEvent
 
 
@@ -242,12 +243,17 @@ class SimDriver:
         # Objects per kind in each manager's store, for controllers charged per item (see CostModel).
         self._counts: dict[int, dict[type[Any], int]] = {}
         self._counted_kinds: dict[int, tuple[type[Any], ...]] = {}
+        # Running sums per controller name over the controllers of `managers` (see `controller_totals`), and
+        # the managers counted in them.
+        self._totals: dict[str, ControllerTotals] = {}
+        self._totalled: dict[int, Manager] = {}
 
     def count_write(self, _ev: WatchEvent | None = None) -> None:
         self._writes += 1
 
     def add(self, manager: Manager) -> None:
         self.managers.append(manager)
+        self._total(manager)
         for c in manager.controllers:
             waker = self._wakes[id(c)] = _Waker(self.env.event())
             c.on_ready = waker
@@ -257,6 +263,31 @@ class SimDriver:
         for c in manager.controllers:
             for _ in range(c.max_concurrent):
                 self.env.process(self._worker(manager, c))
+
+    def _total(self, manager: Manager) -> None:
+        self._totalled[id(manager)] = manager
+        for c in manager.controllers:
+            totals = self._totals.get(c.name)
+            if totals is None:
+                totals = self._totals[c.name] = ControllerTotals()
+            c.use_totals(totals)
+
+    def controller_totals(self) -> dict[str, ControllerTotals]:
+        """Queued keys and reconciles summed by controller name over the controllers of every manager in
+        `managers` (stopped ones too, as long as they are listed); names no listed controller has are left out.
+        A manager taken out of `managers` directly (the twin prunes a Deployment's) is noticed by the count."""
+        managers = self.managers
+        if len(managers) != len(self._totalled):
+            listed = {id(m): m for m in managers}
+            for key, m in list(self._totalled.items()):
+                if key not in listed:
+                    del self._totalled[key]
+                    for c in m.controllers:
+                        c.use_totals(None)
+            for key, m in listed.items():
+                if key not in self._totalled:
+                    self._total(m)
+        return {name: t for name, t in self._totals.items() if t.members > 0}
 
     def stop(self, manager: Manager) -> None:
         """Stop a manager's workers (a crashed controller process): its queues are dropped with it."""

@@ -132,6 +132,20 @@ def default_controller_rate_limiter(*, with_bucket: bool = False) -> RateLimiter
     return MaxOfRateLimiter(per_item, bucket)
 
 
+class QueueTotals:
+    """A running sum of `queued` over every queue that shares this object (`WorkQueue.use_totals`).
+
+    A twin samples the depth of tens of thousands of queues (a DPU cluster's node agents, ~3 per DPU) grouped
+    by controller name; kept up to date on every change, a group's depth costs one read, not one per queue.
+    Not locked: queues sharing one must be driven from one thread (the SimPy driver).
+    """
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued = 0
+
+
 class WorkQueue(Generic[K]):
     """client-go's rate-limiting delaying queue, passive: every time-dependent call takes `now`.
 
@@ -153,6 +167,7 @@ class WorkQueue(Generic[K]):
         "_waiting",
         "name",
         "notify",
+        "totals",
     )
 
     def __init__(
@@ -160,9 +175,12 @@ class WorkQueue(Generic[K]):
         rate_limiter: RateLimiter[K] | None = None,
         name: str = "",
         notify: Callable[[], None] | None = None,
+        totals: QueueTotals | None = None,
     ) -> None:
         self.name = name
         self.notify = notify
+        # Follows len(_queue) + len(_waiting) at every change below: a private one unless shared.
+        self.totals = totals if totals is not None else QueueTotals()
         self._limiter: RateLimiter[K] = (
             rate_limiter if rate_limiter is not None else ItemExponentialFailureRateLimiter()
         )
@@ -187,6 +205,7 @@ class WorkQueue(Generic[K]):
         if key in self._processing:
             return
         self._queue.append(key)
+        self.totals.queued += 1
         if len(self._queue) > self._max_depth:
             self._max_depth = len(self._queue)
         if self.notify is not None:
@@ -198,6 +217,7 @@ class WorkQueue(Generic[K]):
         if not self._queue:
             return None
         key = self._queue.popleft()
+        self.totals.queued -= 1
         self._processing.add(key)
         self._dirty.discard(key)
         if promoted and self._queue and self.notify is not None:
@@ -209,6 +229,7 @@ class WorkQueue(Generic[K]):
         self._processing.discard(key)
         if key in self._dirty:
             self._queue.append(key)
+            self.totals.queued += 1
             if len(self._queue) > self._max_depth:
                 self._max_depth = len(self._queue)
             if self.notify is not None:
@@ -226,6 +247,8 @@ class WorkQueue(Generic[K]):
             return
         head = self.next_ready_at()
         self._seq += 1
+        if current is None:
+            self.totals.queued += 1  # an earlier time for a waiting key replaces its entry
         self._waiting[key] = (ready_at, self._seq)
         heapq.heappush(self._heap, (ready_at, self._seq, key))
         if len(self._heap) > 1024 and len(self._heap) > 4 * len(self._waiting):
@@ -250,6 +273,7 @@ class WorkQueue(Generic[K]):
         heap = self._heap
         waiting = self._waiting
         promoted = False
+        before = len(self._queue) + len(waiting)
         while heap and heap[0][0] <= now:
             _, seq, key = heapq.heappop(heap)
             live = waiting.get(key)
@@ -263,6 +287,8 @@ class WorkQueue(Generic[K]):
             self._adds += 1
             if key not in self._processing:
                 self._queue.append(key)
+        # A key falling due leaves the waiting set and joins the FIFO unless already dirty there: -1 or 0 each.
+        self.totals.queued += len(self._queue) + len(waiting) - before
         if len(self._queue) > self._max_depth:
             self._max_depth = len(self._queue)
         return promoted
@@ -288,6 +314,13 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         """Keys ready to pop (client-go's Len)."""
         return len(self._queue)
+
+    def use_totals(self, totals: QueueTotals) -> None:
+        """Count this queue in `totals` from now on, taking what it holds out of the sums it counted in."""
+        n = len(self._queue) + len(self._waiting)
+        self.totals.queued -= n
+        totals.queued += n
+        self.totals = totals
 
     @property
     def waiting(self) -> int:
