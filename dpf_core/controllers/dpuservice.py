@@ -111,6 +111,16 @@ def network_selection_element(entry: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def go_json_marshal(value: Any) -> str:
+    """encoding/json.Marshal's text: compact, UTF-8 kept as is, `<`, `>`, `&`, U+2028 and U+2029 escaped (these
+    can only occur inside strings, so replacing them in the dump is safe)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def merge_networks(wanted: list[dict[str, Any]], existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """DPF's mergeIntoSlice: an entry already in the annotation for a DPUServiceInterface's interface takes
     precedence field by field (its non-empty fields win), the remaining interfaces are added, and the whole list
@@ -241,15 +251,15 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             dsi = ctx.client.get(DPUServiceInterface, name, svc.namespace)
             spec = dsi.spec.template.spec.template.spec
             if spec.interface_type != INTERFACE_TYPE_SERVICE or spec.service is None:
-                raise ValueError(f"DPUServiceInterface {name} is of type {spec.interface_type}, not {INTERFACE_TYPE_SERVICE}")
-            if spec.service.service_id != svc.spec.service_id:
-                raise ValueError(f"DPUServiceInterface {name} has serviceID {spec.service.service_id}, "
-                                 f"DPUService has {svc.spec.service_id}")
+                raise ValueError(f"wrong service definition in DPUServiceInterface {name}")
+            # Admission requires serviceID with interfaces; DPF still skips the check when it is unset.
+            if svc.spec.service_id is not None and spec.service.service_id != svc.spec.service_id:
+                raise ValueError(f"conflicting ServiceID in DPUServiceInterface {name}")
             # DPF writes the bare DPUService name: interface and service share the namespace.
             consumer = dsi.metadata.annotations.get(ANNOTATION_DPUSERVICE_INTERFACE_CONSUMED_BY)
             me = svc.name
             if consumer not in (None, me):
-                raise ValueError(f"dpuServiceInterface {name} is in use by another DPUService ({consumer})")
+                raise ValueError(f"dpuServiceInterface {name} is in use by another DPUService")
             if consumer is None:
                 marked = dsi.deepcopy()
                 marked.metadata.annotations[ANNOTATION_DPUSERVICE_INTERFACE_CONSUMED_BY] = me
@@ -267,7 +277,7 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
             parsed = json.loads(raw)
             existing = [network_selection_element(e) for e in parsed if isinstance(e, dict)] if isinstance(parsed, list) else []
         merged = merge_networks(wanted, existing)
-        annotations[ANNOTATION_MULTUS_NETWORKS] = json.dumps(merged, separators=(",", ":"))
+        annotations[ANNOTATION_MULTUS_NETWORKS] = go_json_marshal(merged)
         computed["annotations"] = annotations
         return computed
 

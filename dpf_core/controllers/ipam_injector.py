@@ -8,6 +8,10 @@ names the same interface; the port's `ipam` picks the pool (the first IPPool mat
 else the first CIDRPool) and the network's `cni-args` become `{allocateDefaultGateway, poolNames: [pool],
 poolType: "ippool"|"cidrpool"}`. Anything not resolvable yet -> retry in 30 s. `setDefaultRoute` is unused,
 as in DPF.
+
+DPF reads the annotation with multus v4.0.2's `GetPodNetwork` and writes back `json.Marshal` of the parsed
+`[]*NetworkSelectionElement`, so the patched text is that struct's encoding: field order, unknown keys dropped,
+`namespace` filled with the Pod's namespace, cni-args keys sorted, compact, HTML-escaped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from dpf_core.api.svc import (
 )
 from dpf_core.runtime import DONE, Context, Controller, Request, Result
 
+from .dpuservice import go_json_marshal, network_selection_element
+from .svc_common import go_map
+
 NAME = "podipam"
 RETRY = 30.0
 
@@ -42,32 +49,42 @@ class NetworkAnnotationError(ValueError):
 
 
 def parse_networks(annotation: str, pod_namespace: str) -> list[dict[str, Any]]:
-    """Multus' `k8s.v1.cni.cncf.io/networks`: a JSON list of selection elements, or `[ns/]name[@iface],...`."""
+    """Multus' `k8s.v1.cni.cncf.io/networks` as multus v4's parsePodNetworkAnnotation reads it: JSON when the text
+    holds any of `[{"`, else `[ns/]name[@iface],...`; each entry is a NetworkSelectionElement (see
+    `network_selection_element`) whose empty namespace becomes the Pod's."""
     text = annotation.strip()
     if not text:
         return []
-    if text.startswith("["):
+    networks: list[dict[str, Any]] = []
+    if any(c in text for c in '[{"'):
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as e:
             raise NetworkAnnotationError(f"parsePodNetworkAnnotation: failed to parse pod Network Attachment Selection Annotation JSON format: {e}") from e
-        if not isinstance(parsed, list) or not all(isinstance(n, dict) and n.get("name") for n in parsed):
-            raise NetworkAnnotationError("parsePodNetworkAnnotation: every network needs a name")
-        return [dict(n) for n in parsed]
-    networks: list[dict[str, Any]] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        ref, _, interface = item.partition("@")
-        namespace, _, name = ref.rpartition("/")
-        if not name:
-            raise NetworkAnnotationError(f"parsePodNetworkAnnotation: invalid network {item!r}")
-        network: dict[str, Any] = {"name": name, "namespace": namespace or pod_namespace}
-        if interface:
-            network["interface"] = interface
-        networks.append(network)
-    return networks
+        # Go decodes into a slice of struct pointers: anything but a list of objects fails to unmarshal.
+        if not isinstance(parsed, list) or not all(isinstance(n, dict) for n in parsed):
+            raise NetworkAnnotationError(
+                "parsePodNetworkAnnotation: failed to parse pod Network Attachment Selection Annotation JSON format: "
+                "json: cannot unmarshal into Go value of type []*types.NetworkSelectionElement")
+        networks = [network_selection_element(n) for n in parsed]
+    else:
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            ref, _, interface = item.partition("@")
+            namespace, _, name = ref.rpartition("/")
+            if not name:
+                raise NetworkAnnotationError(f"parsePodNetworkAnnotation: invalid network {item!r}")
+            network: dict[str, Any] = {"name": name.strip(), "namespace": namespace.strip()}
+            if interface.strip():
+                network["interface"] = interface.strip()
+            networks.append(network)
+    for network in networks:
+        if not network.get("namespace"):
+            network["namespace"] = pod_namespace
+    # Re-key so a defaulted namespace sits where the struct puts it (right after name).
+    return [network_selection_element(n) for n in networks]
 
 
 @dataclass(frozen=True)
@@ -93,7 +110,7 @@ def pool_for(ctx: Context, ipam: IPAM) -> PoolConfig:
     cidrpools = sorted(ctx.client.list(CIDRPool, label_selector=ipam.match_labels), key=lambda p: (p.namespace or "", p.name))
     if cidrpools:
         return PoolConfig(cidrpools[0].name, POOL_TYPE_CIDRPOOL, assign)
-    raise LookupError(f"no IPPool or CidrPool found for Labels {ipam.match_labels}")
+    raise LookupError(f"no IPPool or CidrPool found for Labels {go_map(ipam.match_labels)}")
 
 
 class PodIpamReconciler:
@@ -118,7 +135,7 @@ class PodIpamReconciler:
         try:
             self._map_chain_ports(ctx, pod, wanted)
         except LookupError as e:
-            ctx.log.error("Pod %s: fail to map pod network interfaces to Chain Port, requeue: %s", req, e)
+            ctx.log.error("Pod %s: Fail to map pod network interfaces to Chain Port, requeue.: %s", req, e)
             return Result(requeue_after=RETRY)
         result = DONE
         configs: dict[str, PoolConfig] = {}
@@ -163,11 +180,13 @@ class PodIpamReconciler:
             for si in ctx.client.list(ServiceInterface, pod.namespace, label_selector=ifc.match_labels)
             if si.spec.node == node
         ]
-        if len(found) != 1:
-            raise LookupError(
-                f"failed to get serviceInterface for chain: {len(found)} serviceInterfaces in namespace"
-                f"({pod.namespace}) match labels({ifc.match_labels}) on node({node})"
-            )
+        labels = go_map(ifc.match_labels)
+        if not found:
+            raise LookupError(f"failed to get serviceInterface for chain. no serviceInterface in namespace"
+                              f"({pod.namespace}) matching labels({labels}) on node({node}) found")
+        if len(found) > 1:
+            raise LookupError(f"failed to get serviceInterface for chain. expected only one serviceInterface in "
+                              f"namespace({pod.namespace}) to match labels({labels}) on node({node}). found {len(found)}")
         return found[0]
 
     @staticmethod
@@ -178,7 +197,7 @@ class PodIpamReconciler:
             config = configs.get(str(network.get("interface", "")))
             if config is not None:
                 network["cni-args"] = config.cni_args()
-        value = json.dumps(networks, separators=(",", ":"))
+        value = go_json_marshal([network_selection_element(n) for n in networks])
         if pod.metadata.annotations.get(ANNOTATION_MULTUS_NETWORKS) == value:
             return
         patch = {"metadata": {"annotations": {ANNOTATION_MULTUS_NETWORKS: value}}}

@@ -72,6 +72,7 @@ from dpf_core.store.selectors import compile_label_selector
 
 from .mirror import with_metadata
 from .options import SfcOptions
+from .svc_common import go_map
 
 NAME = "sfc"
 NAME_SERVICE_INTERFACE = "sfc-serviceinterface"
@@ -327,10 +328,10 @@ def _pod_for_service(ctx: Context, namespace: str | None, service_id: str, node_
     ]
     labels = {LABEL_DPF_SERVICE_ID: service_id}
     if not pods:
-        raise LookupError(f"no pod in namespace({namespace}) matching labels({labels}) on node({node_name}) found")
+        raise LookupError(f"no pod in namespace({namespace}) matching labels({go_map(labels)}) on node({node_name}) found")
     if len(pods) > 1:
         raise LookupError(
-            f"expected only one pod in namespace({namespace}) to match labels({labels}) on node({node_name}). "
+            f"expected only one pod in namespace({namespace}) to match labels({go_map(labels)}) on node({node_name}). "
             f"found {len(pods)}"
         )
     return pods[0]
@@ -823,11 +824,11 @@ class ServiceChainReconciler:
         )
         if not found:
             raise LookupError(
-                f"no serviceInterface in namespace({namespace}) matching labels({labels}) on node({self.node_name}) found"
+                f"no serviceInterface in namespace({namespace}) matching labels({go_map(labels)}) on node({self.node_name}) found"
             )
         if len(found) > 1:
             raise LookupError(
-                f"expected only one serviceInterface in namespace({namespace}) to match labels({labels}) on "
+                f"expected only one serviceInterface in namespace({namespace}) to match labels({go_map(labels)}) on "
                 f"node({self.node_name}). found {len(found)}"
             )
         return found[0]

@@ -100,3 +100,8 @@ def b64(data: bytes | str) -> str:
 
 def unb64(data: str) -> bytes:
     return base64.b64decode(data)
+
+
+def go_map(labels: dict[str, str]) -> str:
+    """A map[string]string as Go's `%v` prints it in DPF's messages: `map[k1:v1 k2:v2]`, keys sorted."""
+    return "map[" + " ".join(f"{k}:{labels[k]}" for k in sorted(labels)) + "]"

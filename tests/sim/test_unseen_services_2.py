@@ -118,7 +118,8 @@ def test_ipam_modes_render_pools_and_pods_take_addresses_from_their_node_blocks(
     assert (first["ip_sub"]["ips"], first["ip_sub"]["gateway"]) == (["10.10.0.2"], ["10.10.0.1"])
     assert first["net1"]["ips"] == ["10.10.0.3"] and third["net1"]["ips"] == ["10.10.0.34"]
     net1 = json.loads(pods[FIRST].metadata.annotations["k8s.v1.cni.cncf.io/networks"])
-    assert {"name": "mybrsfc", "interface": "net1", "cni-args": {
+    # The injector writes back multus' parsed entries: the pod's namespace is filled in.
+    assert {"name": "mybrsfc", "namespace": OPERATOR_NS, "interface": "net1", "cni-args": {
         "allocateDefaultGateway": False, "poolNames": ["subnet-pool"], "poolType": "ippool"}} in net1
     # ipv4Network: a /28 per node with its own gateway at index 1; 10.30.0.2 is excluded, so the first dynamic
     # address is .3; allocateDefaultGateway hands the pod the gateway itself.

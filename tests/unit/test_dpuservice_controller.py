@@ -183,10 +183,16 @@ def test_interface_consumed_by_another_service_or_of_the_wrong_type_is_refused()
     w.run()
     w.apply(service("second", serviceID="gb", interfaces=["p0"]))
     w.apply(service("third", serviceID="gb", interfaces=["up"]))
+    w.apply(interface("p1", service_id="other"))
+    w.apply(service("fourth", serviceID="gb", interfaces=["p1"]))
     assert w.run() > 0
-    status, reason, message = cond(w.host.get(DPUService, "second", NS), "DPUServiceInterfaceReconciled")
-    assert (status, reason) == ("False", "Error") and "in use by another DPUService (first)" in message
-    assert "not service" in cond(w.host.get(DPUService, "third", NS), "DPUServiceInterfaceReconciled")[2]
+    # DPF's reconcileInterfaces errors, behind the condition's "Unable to reconcile interfaces for " prefix.
+    assert cond(w.host.get(DPUService, "second", NS), "DPUServiceInterfaceReconciled") == (
+        "False", "Error", "Unable to reconcile interfaces for dpuServiceInterface p0 is in use by another DPUService")
+    assert cond(w.host.get(DPUService, "third", NS), "DPUServiceInterfaceReconciled")[2] == (
+        "Unable to reconcile interfaces for wrong service definition in DPUServiceInterface up")
+    assert cond(w.host.get(DPUService, "fourth", NS), "DPUServiceInterfaceReconciled")[2] == (
+        "Unable to reconcile interfaces for conflicting ServiceID in DPUServiceInterface p1")
     assert w.host.try_get(Application, "dc1-second", OP_NS) is None
 
 

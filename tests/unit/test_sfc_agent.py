@@ -223,7 +223,7 @@ def test_chain_waits_for_missing_members_and_reports_it() -> None:
     status, reason = w.ready(ServiceChain, "chain")
     assert (status, reason) == ("False", "Pending")
     msg = w.store.get(ServiceChain, "chain", NS).status.conditions[0].message
-    assert "no serviceInterface in namespace(default) matching labels({'port': 'missing'})" in msg
+    assert "no serviceInterface in namespace(default) matching labels(map[port:missing])" in msg
     w.si("late", {"interfaceType": "pf", "pf": {"pfID": 1}}, labels={"port": "missing"})
     w.run(5)
     assert w.ready(ServiceChain, "chain") == ("True", "Success")
