@@ -237,12 +237,15 @@ class SimDriver:
         self.on_outcome = on_outcome
         self.managers: list[Manager] = []
         self.reconciles = 0
-        self._wakes: dict[int, _Waker] = {}
+        # Keyed by the controllers and managers themselves, never by id(): a stopped controller's or pruned
+        # manager's address is reused by a later one once it is collected, which then inherited the "stopped"
+        # mark or the item counts (tests/sim/test_engine_event_path.py). They stay referenced here instead.
+        self._wakes: dict[Controller, _Waker] = {}
         self._writes = 0
-        self._stopped: set[int] = set()
+        self._stopped: set[Controller] = set()
         # Objects per kind in each manager's store, for controllers charged per item (see CostModel).
-        self._counts: dict[int, dict[type[Any], int]] = {}
-        self._counted_kinds: dict[int, tuple[type[Any], ...]] = {}
+        self._counts: dict[Manager, dict[type[Any], int]] = {}
+        self._counted_kinds: dict[Controller, tuple[type[Any], ...]] = {}
         # Running sums per controller name over the controllers of `managers` (see `controller_totals`), and
         # the managers counted in them.
         self._totals: dict[str, ControllerTotals] = {}
@@ -255,7 +258,7 @@ class SimDriver:
         self.managers.append(manager)
         self._total(manager)
         for c in manager.controllers:
-            waker = self._wakes[id(c)] = _Waker(self.env.event())
+            waker = self._wakes[c] = _Waker(self.env.event())
             c.on_ready = waker
             if self.cost.per_item.get(c.name):
                 self._count_items(manager, c)
@@ -293,16 +296,16 @@ class SimDriver:
         """Stop a manager's workers (a crashed controller process): its queues are dropped with it."""
         manager.stop()
         for c in manager.controllers:
-            self._stopped.add(id(c))
+            self._stopped.add(c)
             self._wake(c)
 
     def _count_items(self, manager: Manager, c: Controller) -> None:
         kinds = tuple(kind for source, kind in c.watched() if source is None)
-        self._counted_kinds[id(c)] = kinds
-        counts = self._counts.get(id(manager))
+        self._counted_kinds[c] = kinds
+        counts = self._counts.get(manager)
         subscribe = getattr(manager.client, "subscribe", None)
         if counts is None:
-            counts = self._counts[id(manager)] = {}
+            counts = self._counts[manager] = {}
         new = [k for k in kinds if k not in counts]
         if not new or subscribe is None:
             return
@@ -319,20 +322,20 @@ class SimDriver:
 
     def items(self, manager: Manager, c: Controller) -> int:
         """Objects of the kinds `c` watches in its manager's store (0 unless charged per item)."""
-        kinds = self._counted_kinds.get(id(c))
+        kinds = self._counted_kinds.get(c)
         if not kinds:
             return 0
-        counts = self._counts[id(manager)]
+        counts = self._counts[manager]
         return sum(counts.get(k, 0) for k in kinds)
 
     def _wake(self, c: Controller) -> None:
-        waker = self._wakes.get(id(c))
+        waker = self._wakes.get(c)
         if waker is not None:
             waker()
 
     def _worker(self, manager: Manager, c: Controller) -> Generator[Any, Any, None]:
         ctx = manager.context_for(c)
-        key = id(c)
+        key = c
         env = self.env
         clock = self.clock
         waker = self._wakes[key]

@@ -150,3 +150,43 @@ def test_a_controller_wakes_the_driver_straight_from_its_queue() -> None:
     assert [(round(t, 3), r.name) for t, r in seen] == [(0.0, "a"), (4.5, "c"), (6.0, "b")]
     c.on_ready = None
     assert c.queue.notify is None
+
+
+def test_a_controller_added_after_a_stopped_one_was_dropped_still_runs() -> None:
+    """The driver keeps stopped controllers and per-manager counts by the objects themselves: keyed by id(), a
+    new controller allocated where a stopped, garbage-collected one lived inherited its "stopped" mark (and a new
+    manager its predecessor's item counts), so whether it ever ran depended on the memory allocator."""
+    import gc
+
+    env = simpy.Environment()
+    clock = SimClock(env, 0.0)
+    driver = SimDriver(env, clock)
+    stopped_ids: set[int] = set()
+    crashed = []
+    for i in range(50):
+        m = Manager(MemoryStore(clock.now), clock, name=f"crashed-{i}")
+        c = Controller("pods", lambda ctx, req: None, Pod)
+        m.add(c)
+        driver.add(m)
+        crashed.append(m)
+        stopped_ids.add(id(c))
+        del c
+    for m in crashed:
+        driver.stop(m)
+        driver.managers.remove(m)  # pruned, as the twin drops a disabled component's manager
+    env.run(until=1.0)  # the stopped workers end
+    driver.controller_totals()  # the time series notices the pruned managers and lets them go
+    del crashed, m
+    gc.collect()
+    ran: list[str] = []
+    fresh: list[Controller] = []
+    for i in range(50):
+        store = MemoryStore(clock.now)
+        m = Manager(store, clock, name=f"new-{i}")
+        c = Controller("pods", lambda ctx, req, i=i: ran.append(f"{i}/{req.name}"), Pod)
+        m.add(c)
+        driver.add(m)
+        fresh.append(c)
+        store.create(Pod.new("p", "ns"))
+    env.run(until=2.0)
+    assert sorted(ran) == sorted(f"{i}/p" for i in range(50))
