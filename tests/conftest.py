@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -46,3 +47,12 @@ def registry_sandbox() -> Iterator[None]:
         registry._BY_GROUP_KIND.update(saved[1])
         registry._HOOKS.clear()
         registry._HOOKS.update(saved[2])
+
+
+@pytest.fixture(autouse=True)
+def _dpf_log_level_restored() -> Iterator[None]:
+    """Tests that quiet the "dpf" logger for a noisy scenario leave it as they found it for the next test."""
+    logger = logging.getLogger("dpf")
+    level = logger.level
+    yield
+    logger.setLevel(level)
