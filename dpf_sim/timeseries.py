@@ -155,19 +155,9 @@ class SeriesRecorder:
         requeue_after or a backoff: in the twin a worker pops a ready key within microseconds of wall time, so
         ready-only depth is almost always zero. The driver keeps these sums as queues and reconciles change,
         so a sample costs one read per name, not one per controller (~3 per DPU with services)."""
-        driver = self.twin.driver
-        totals = getattr(driver, "controller_totals", None)
-        if totals is not None:
-            groups = totals()
-            return ({name: t.queued for name, t in groups.items()},
-                    {name: t.reconciles for name, t in groups.items()})
-        depth: Counter[str] = Counter()
-        reconciles: Counter[str] = Counter()
-        for manager in driver.managers:
-            for c in manager.controllers:
-                depth[c.name] += c.queued
-                reconciles[c.name] += c.reconciles
-        return dict(depth), dict(reconciles)
+        groups = self.twin.driver.controller_totals()
+        return ({name: t.queued for name, t in groups.items()},
+                {name: t.reconciles for name, t in groups.items()})
 
     # --- the result ------------------------------------------------------------------------------------
     def result(self) -> dict[str, Any]:

@@ -8,13 +8,12 @@ scenarios run them on 3-4 provisioned hosts with the services and servicechain a
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from services_helpers import quiet_logging  # noqa: F401 (a fixture)
 
 from dpf_core.api import admission, registry
 from dpf_core.api.external import Node, Pod
@@ -29,12 +28,7 @@ DPU_CLUSTER = "dpu-cplane-tenant1/dpu-cplane-tenant1"
 DPF_GROUPS = ("svc.dpu.nvidia.com/", "provisioning.dpu.nvidia.com/", "operator.dpu.nvidia.com/")
 
 
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    # The SFC agents log every chain pass that waits for a pod; the scenarios' verdicts are what counts.
-    logging.disable(logging.ERROR)
-    yield
-    logging.disable(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_logging")
 
 
 def _run(name: str) -> tuple[Runner, RunResult]:

@@ -7,13 +7,11 @@ test/objects chain samples with a nodeSelector, and deletions in unguided orders
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from services_helpers import before_step
+from services_helpers import before_step, quiet_logging  # noqa: F401 (quiet_logging is a fixture)
 
 from dpf_core.api.external import Application, AppProject, IPPool, Namespace, Node, Pod
 from dpf_core.api.svc import DPUService, DPUServiceInterface, ServiceChain, ServiceInterface
@@ -27,12 +25,7 @@ OPERATOR_NS = "dpf-operator-system"
 FIRST, SECOND, THIRD = (f"worker-0-{i}-0000-04-00" for i in range(3))
 
 
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    # The SFC agents log every chain pass that misses an interface; the verdicts are what counts.
-    logging.disable(logging.ERROR)
-    yield
-    logging.disable(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_logging")
 
 
 def _run(name: str, *, before: str | None = None) -> tuple[Runner, RunResult]:

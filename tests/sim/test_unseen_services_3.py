@@ -10,14 +10,12 @@ DPUService / DPUDeployment events, or from a run cut short before a later step.
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from services_helpers import before_step
+from services_helpers import before_step, quiet_logging  # noqa: F401 (quiet_logging is a fixture)
 
 from dpf_core.api.external import Application, CIDRPool, Event, IPPool, Node, Pod
 from dpf_core.api.meta import KubeObject
@@ -45,12 +43,7 @@ NODES = FIRST, SECOND, THIRD = tuple(f"worker-0-{i}-0000-04-00" for i in range(3
 _PORT_REF = re.compile(r"(?:in_port=|output:)(\d+)")
 
 
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    # The SFC agents log every chain pass that misses an interface; the verdicts are what counts.
-    logging.disable(logging.ERROR)
-    yield
-    logging.disable(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_logging")
 
 
 class History:

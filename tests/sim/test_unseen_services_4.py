@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from services_helpers import before_step
+from services_helpers import before_step, quiet_logging  # noqa: F401 (quiet_logging is a fixture)
 
 from dpf_core.api import admission, registry
 from dpf_core.api.external import Application, CIDRPool, Node, Pod, Secret
@@ -54,12 +53,7 @@ WIRING = (("hbn-to-fabric", "p0", "p0_if"), ("hbn-to-fabric", "p1", "p1_if"),
 _FLOW = re.compile(r"priority=20,in_port=(\d+) actions=learn\(.*\),output:(\d+)$")
 
 
-@pytest.fixture(autouse=True)
-def _quiet() -> Iterator[None]:
-    # The SFC agents log every chain pass that waits for HBN's pod; the verdicts are what counts.
-    logging.disable(logging.ERROR)
-    yield
-    logging.disable(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_logging")
 
 
 @dataclass
