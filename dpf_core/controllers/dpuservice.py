@@ -73,13 +73,16 @@ from .mirror import ListerCell, ListerController, apply, ensure_namespace
 from .reconcile_base import ERROR_OCCURRED, StatusReconciler, phase
 from .svc_common import b64, cluster_access, deep_merge, operator_config
 
-# multus-cni v4 NetworkSelectionElement's JSON fields in struct order: DPF decodes the user's networks annotation
+# multus-cni v4.0.2 NetworkSelectionElement's JSON fields in struct order: DPF decodes the user's networks annotation
 # into that struct and marshals it back, so the rendered annotation has this key order, only these keys, the
 # omitempty ones left out when empty, and map values (cni-args) with sorted keys, as encoding/json writes them.
-_NSE_FIELDS = ("name", "namespace", "ips", "mac", "infiniband-guid", "interface", "portMappings", "bandwidth",
-               "cni-args", "default-route")
+# `cni-args` has no omitempty in v4.0.2: an entry without it is written `"cni-args":null` (DPF's own nad and
+# pod-ipam-injector tests expect exactly that).
+_NSE_FIELDS = ("name", "namespace", "ips", "mac", "infiniband-guid", "interface", "interfaceRequest", "portMappings",
+               "bandwidth", "deviceID", "cni-args", "default-route")
 _NSE_BY_FOLDED = {f.lower(): f for f in _NSE_FIELDS}
-_NSE_NIL_ONLY = frozenset({"cni-args", "bandwidth"})  # pointers: omitted only when nil
+_NSE_POINTERS = frozenset({"bandwidth", "cni-args", "default-route"})  # nil is their only empty value
+_NSE_NOT_OMITTED = frozenset({"name", "cni-args"})
 
 
 def _go_json_value(value: Any) -> Any:
@@ -91,23 +94,29 @@ def _go_json_value(value: Any) -> Any:
 
 
 def _nse_empty(key: str, value: Any) -> bool:
-    if key in _NSE_NIL_ONLY:
+    if key in _NSE_POINTERS:
         return value is None
     return value is None or value == "" or value == []
 
 
 def network_selection_element(entry: dict[str, Any]) -> dict[str, Any]:
     """One networks-annotation entry as DPF's json round trip through NetworkSelectionElement leaves it (keys
-    matched case-insensitively, as encoding/json does; unknown keys dropped)."""
+    matched case-insensitively, as encoding/json does; unknown keys dropped; `name` and `cni-args` always
+    written, a missing name as Go's "", a missing cni-args as null)."""
     fields: dict[str, Any] = {}
     for key, value in entry.items():
         canonical = key if key in _NSE_FIELDS else _NSE_BY_FOLDED.get(key.lower())
         if canonical is not None:
             fields[canonical] = value
-    out: dict[str, Any] = {"name": fields.get("name") or ""}
-    for key in _NSE_FIELDS[1:]:
-        if key in fields and not _nse_empty(key, fields[key]):
-            out[key] = _go_json_value(fields[key])
+    out: dict[str, Any] = {}
+    for key in _NSE_FIELDS:
+        value = fields.get(key)
+        if key == "name":
+            out[key] = value or ""
+        elif not _nse_empty(key, value):
+            out[key] = _go_json_value(value)
+        elif key in _NSE_NOT_OMITTED:
+            out[key] = None
     return out
 
 
@@ -119,6 +128,27 @@ def go_json_marshal(value: Any) -> str:
                           ("\u2029", "\\u2029")):
         text = text.replace(char, escaped)
     return text
+
+
+_GO_JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "bool", int: "number", float: "number"}
+
+
+def _existing_networks(raw: str) -> list[dict[str, Any]]:
+    """nad.go's json.Unmarshal of the user's annotation into []NetworkSelectionElement, failing with DPF's text
+    (the decode error itself is Python's for bad JSON, encoding/json's for a value of the wrong kind)."""
+    try:
+        parsed = json.loads(raw)
+        if not isinstance(parsed, list):
+            raise ValueError(f"json: cannot unmarshal {_GO_JSON_KINDS.get(type(parsed), 'null')} into Go value of "
+                             "type []types.NetworkSelectionElement")
+        for e in parsed:
+            if e is not None and not isinstance(e, dict):
+                raise ValueError(f"json: cannot unmarshal {_GO_JSON_KINDS[type(e)]} into Go value of type "
+                                 "types.NetworkSelectionElement")
+    except ValueError as e:
+        raise ValueError(f"failed to unmarshal existing networks: {e}, expected format is a list of objects") from e
+    # A JSON null element decodes to the struct's zero value.
+    return [network_selection_element(e or {}) for e in parsed]
 
 
 def merge_networks(wanted: list[dict[str, Any]], existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,8 +304,7 @@ class DPUServiceReconciler(StatusReconciler[DPUService]):
         existing: list[dict[str, Any]] = []
         raw = annotations.get(ANNOTATION_MULTUS_NETWORKS)
         if raw:
-            parsed = json.loads(raw)
-            existing = [network_selection_element(e) for e in parsed if isinstance(e, dict)] if isinstance(parsed, list) else []
+            existing = _existing_networks(raw)
         merged = merge_networks(wanted, existing)
         annotations[ANNOTATION_MULTUS_NETWORKS] = go_json_marshal(merged)
         computed["annotations"] = annotations

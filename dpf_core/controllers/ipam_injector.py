@@ -11,7 +11,8 @@ as in DPF.
 
 DPF reads the annotation with multus v4.0.2's `GetPodNetwork` and writes back `json.Marshal` of the parsed
 `[]*NetworkSelectionElement`, so the patched text is that struct's encoding: field order, unknown keys dropped,
-`namespace` filled with the Pod's namespace, cni-args keys sorted, compact, HTML-escaped.
+`namespace` filled with the Pod's namespace, cni-args keys sorted (`null` when unset: no omitempty in v4.0.2), compact,
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def parse_networks(annotation: str, pod_namespace: str) -> list[dict[str, Any]]:
     for network in networks:
         if not network.get("namespace"):
             network["namespace"] = pod_namespace
+        # multus' pre-3.2 compatibility: the deprecated `interfaceRequest` stands in for an empty `interface`
+        # (both are then written back).
+        if network.get("interfaceRequest") and not network.get("interface"):
+            network["interface"] = network["interfaceRequest"]
     # Re-key so a defaulted namespace sits where the struct puts it (right after name).
     return [network_selection_element(n) for n in networks]
 

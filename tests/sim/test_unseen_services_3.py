@@ -165,7 +165,7 @@ def test_chart_and_values_changes_replace_the_pods_and_the_service_goes_through_
     # The user's values merged with the computed serviceDaemonSet block (the Multus network of net1 kept).
     assert values["mode"] == "inline" and values["image"] == {"repository": "example.com/fw", "tag": "1.0.1-hotfix"}
     networks = json.loads(values["serviceDaemonSet"]["annotations"]["k8s.v1.cni.cncf.io/networks"])
-    assert networks == [{"name": "mybrsfc", "interface": "net1"}]
+    assert networks == [{"name": "mybrsfc", "interface": "net1", "cni-args": None}]  # no omitempty in multus v4.0.2
     assert app.wire()["status"]["sync"] == {"status": "Synced", "revision": "1.0.1"}
     pods = _pods(runner, "fw")
     assert sorted(pods) == list(NODES)

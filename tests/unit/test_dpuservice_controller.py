@@ -170,9 +170,9 @@ def test_interfaces_are_consumed_and_become_multus_networks() -> None:
     values = app.spec.source.helm.values_object if app.spec.source and app.spec.source.helm else {}
     assert values is not None
     nets = json.loads(values["serviceDaemonSet"]["annotations"]["k8s.v1.cni.cncf.io/networks"])
-    assert nets == [{"name": "iprequest", "interface": "ip_lo"},
-                    {"name": "mybrsfc", "interface": "p0", "namespace": "dpf-operator-system"},
-                    {"name": "mybrsfc", "interface": "p1", "namespace": "dpf-operator-system"}]
+    assert nets == [{"name": "iprequest", "interface": "ip_lo", "cni-args": None},
+                    {"name": "mybrsfc", "interface": "p0", "namespace": "dpf-operator-system", "cni-args": None},
+                    {"name": "mybrsfc", "interface": "p1", "namespace": "dpf-operator-system", "cni-args": None}]
 
 
 def test_interface_consumed_by_another_service_or_of_the_wrong_type_is_refused() -> None:

@@ -53,8 +53,9 @@ def test_the_hbn_only_guide_annotation_renders_as_dpf_marshals_it() -> None:
         '[{"name":"iprequest","interface":"ip_lo","cni-args":{"poolNames":["loopback"],"poolType":"cidrpool"}},'
         '{"name":"iprequest","interface":"ip_pf0hpf","cni-args":{"allocateDefaultGateway":true,"poolNames":["pool1"],"poolType":"cidrpool"}},'
         '{"name":"iprequest","interface":"ip_pf1hpf","cni-args":{"allocateDefaultGateway":true,"poolNames":["pool2"],"poolType":"cidrpool"}},'
-        '{"name":"mybrhbn","interface":"p0_if"},{"name":"mybrhbn","interface":"p1_if"},'
-        '{"name":"mybrhbn","interface":"pf0hpf_if"},{"name":"mybrhbn","interface":"pf1hpf_if"}]'
+        '{"name":"mybrhbn","interface":"p0_if","cni-args":null},{"name":"mybrhbn","interface":"p1_if","cni-args":null},'
+        '{"name":"mybrhbn","interface":"pf0hpf_if","cni-args":null},'
+        '{"name":"mybrhbn","interface":"pf1hpf_if","cni-args":null}]'
     )
 
 
@@ -65,8 +66,12 @@ def test_an_entry_is_the_struct_round_trip_field_order_known_keys_only() -> None
     assert list(out) == ["name", "namespace", "interface", "cni-args"]
     assert out["namespace"] == "ns"  # matched case-insensitively, as encoding/json does
     assert json.dumps(out["cni-args"], separators=(",", ":")) == '{"a":[{"x":2,"y":1}],"b":{"a":2,"z":1}}'
-    # Pointers are left out only when nil: an empty cni-args map stays; a missing name is Go's "".
+    # cni-args has no omitempty (nil is written null, an empty map stays); bandwidth and default-route are
+    # pointers left out only when nil; a missing name is Go's "".
     assert network_selection_element({"interface": "x", "cni-args": {}}) == {"name": "", "interface": "x", "cni-args": {}}
+    assert list(network_selection_element({"default-route": [], "DeviceID": "d", "interfacerequest": "i", "x": 1})) == [
+        "name", "interfaceRequest", "deviceID", "cni-args", "default-route"]
+    assert network_selection_element({"name": "n"})["cni-args"] is None
 
 
 def test_a_user_entry_for_a_service_interface_wins_field_by_field() -> None:
@@ -77,7 +82,25 @@ def test_a_user_entry_for_a_service_interface_wins_field_by_field() -> None:
     # One entry per interface (DPF keys the merge by interface, not by name): the user's name and mac win, the
     # namespace the user left empty comes from the DPUServiceInterface's network.
     assert merged == [
-        {"name": "custom", "namespace": "dpf-operator-system", "mac": "02:00:00:00:00:01", "interface": "p0_if"},
-        {"name": "mybrhbn", "interface": "p1_if"},
+        {"name": "custom", "namespace": "dpf-operator-system", "mac": "02:00:00:00:00:01", "interface": "p0_if",
+         "cni-args": None},
+        {"name": "mybrhbn", "interface": "p1_if", "cni-args": None},
     ]
-    assert list(merged[0]) == ["name", "namespace", "mac", "interface"]
+    assert list(merged[0]) == ["name", "namespace", "mac", "interface", "cni-args"]
+
+
+def test_an_annotation_that_is_not_a_list_of_objects_fails_with_dpfs_message() -> None:
+    w = World(dpuservice.controller())
+    w.apply(_interface("p0-sf", "p0_if"))
+    w.apply(DPUService.new("doca-hbn", NS, spec={
+        "serviceID": "doca-hbn", "interfaces": ["p0-sf"],
+        "serviceDaemonSet": {"annotations": {NETWORKS: '{"name": "iprequest"}'}},
+        "helmChart": {"source": {"repoURL": "https://helm.ngc.nvidia.com/nvidia/doca", "chart": "doca-hbn",
+                                 "version": "1.0.1"}}}))
+    w.run()
+    [cond] = [c for c in w.host.get(DPUService, "doca-hbn", NS).status.conditions
+              if c.type == "DPUServiceInterfaceReconciled"]
+    assert (cond.status, cond.reason, cond.message) == (
+        "False", "Error", "Unable to reconcile interfaces for failed to unmarshal existing networks: json: cannot "
+        "unmarshal object into Go value of type []types.NetworkSelectionElement, expected format is a list of objects")
+    assert w.host.try_get(Application, "dc1-doca-hbn", OP_NS) is None

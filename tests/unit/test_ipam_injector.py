@@ -42,7 +42,7 @@ def test_a_realistic_pod_annotation_is_rewritten_as_go_marshals_the_multus_struc
         '"cni-args":{"allocateDefaultGateway":true,"poolNames":["pool1"],"poolType":"cidrpool"}},'
         f'{{"name":"iprequest","namespace":"{NS}","interface":"ip_lo",'
         '"cni-args":{"poolNames":["loopback"],"poolType":"cidrpool"}},'
-        '{"name":"mybrhbn","namespace":"other-ns","interface":"p1_if"}]'
+        '{"name":"mybrhbn","namespace":"other-ns","interface":"p1_if","cni-args":null}]'
     )
 
 
@@ -53,7 +53,7 @@ def test_the_comma_form_becomes_json_with_the_pods_namespace() -> None:
     assert w.store.get(Pod, "app-pod", NS).metadata.annotations[NETWORKS] == (
         f'[{{"name":"mybrsfc","namespace":"{NS}","interface":"net1",'
         '"cni-args":{"allocateDefaultGateway":true,"poolNames":["pool1"],"poolType":"cidrpool"}},'
-        '{"name":"mybrhbn","namespace":"other-ns","interface":"p1_if"}]'
+        '{"name":"mybrhbn","namespace":"other-ns","interface":"p1_if","cni-args":null}]'
     )
 
 
@@ -73,12 +73,12 @@ def test_html_characters_are_escaped_as_go_does() -> None:
     w.store.create(_pod('[{"name":"mybrsfc","interface":"net1"},{"name":"a&b","interface":"x<y>"}]'))
     w.run()
     text = w.store.get(Pod, "app-pod", NS).metadata.annotations[NETWORKS]
-    assert text.endswith(f'{{"name":"a\\u0026b","namespace":"{NS}","interface":"x\\u003cy\\u003e"}}]')
+    assert text.endswith(f'{{"name":"a\\u0026b","namespace":"{NS}","interface":"x\\u003cy\\u003e","cni-args":null}}]')
 
 
 def test_parse_matches_keys_case_insensitively_and_defaults_the_namespace() -> None:
     assert parse_networks('[{"NAME":"n","Interface":"eth1","junk":true}]', "pods") == [
-        {"name": "n", "namespace": "pods", "interface": "eth1"}]
+        {"name": "n", "namespace": "pods", "interface": "eth1", "cni-args": None}]
     # A quote anywhere selects the JSON form, as multus' strings.ContainsAny does.
     with pytest.raises(NetworkAnnotationError, match="JSON format"):
         parse_networks('n@"eth1"', "pods")
@@ -89,7 +89,22 @@ def test_parse_matches_keys_case_insensitively_and_defaults_the_namespace() -> N
 def test_a_network_without_a_name_decodes_like_go() -> None:
     # Go's struct has no required fields: a missing name is "" rather than a decode error.
     [network] = parse_networks('[{"interface":"eth1"}]', "pods")
-    assert json.dumps(network) == '{"name": "", "namespace": "pods", "interface": "eth1"}'
+    assert json.dumps(network) == '{"name": "", "namespace": "pods", "interface": "eth1", "cni-args": null}'
+
+
+def test_cni_args_is_written_null_and_the_deprecated_interface_request_stands_in() -> None:
+    # multus v4.0.2's struct has no omitempty on cni-args (DPF's podipam test expects `"cni-args":null` for a
+    # network the chain does not cover), keeps deviceID and interfaceRequest, and copies interfaceRequest into an
+    # empty interface; the chain port is then found through it.
+    w = _world_with_pool()
+    w.store.create(_pod('[{"name":"mybrsfc","interfaceRequest":"net1"},'
+                        '{"name":"othernet","interface":"dummy","deviceID":"0000:03:00.2","cni-args":null}]'))
+    w.run()
+    assert w.store.get(Pod, "app-pod", NS).metadata.annotations[NETWORKS] == (
+        f'[{{"name":"mybrsfc","namespace":"{NS}","interface":"net1","interfaceRequest":"net1",'
+        '"cni-args":{"allocateDefaultGateway":true,"poolNames":["pool1"],"poolType":"cidrpool"}},'
+        f'{{"name":"othernet","namespace":"{NS}","interface":"dummy","deviceID":"0000:03:00.2","cni-args":null}}]'
+    )
 
 
 def test_go_map_prints_like_fmt() -> None:

@@ -234,7 +234,7 @@ def test_injector_sets_cni_args_from_the_chain_port_ipam() -> None:
             "interface": "net1",
             "cni-args": {"allocateDefaultGateway": True, "poolNames": ["pool1"], "poolType": "cidrpool"},
         },
-        {"name": "other", "namespace": NS, "interface": "net2"},
+        {"name": "other", "namespace": NS, "interface": "net2", "cni-args": None},
     ]
 
 
