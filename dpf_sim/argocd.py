@@ -1,7 +1,7 @@
 """The twin's ArgoCD: Applications in the host cluster synced into their destination cluster from a chart catalogue.
 
-No Helm templating: a scenario declares a chart catalogue, each chart (repoURL, chart, version) naming the
-workloads it renders (DaemonSets / Deployments with an image and resource requests). Values shape them:
+No Helm templating: a scenario declares a chart catalogue, each chart (repoURL, chart or path, version) naming
+the workloads it renders (DaemonSets / Deployments with an image and resource requests). Values shape them:
 
 - `valuesKey` on a workload scopes its values to `values[valuesKey]` and renders it only when that block says
   `enabled: true` (how DPF's dpu-networking chart switches its sub-charts);
@@ -87,6 +87,9 @@ class ChartWorkload(_Wire):
 class Chart(_Wire):
     repo_url: str = Field(alias="repoURL")
     chart: str | None = None
+    # A chart in a Git repository is named by its directory (DPUService helmChart.source.path, ArgoCD's
+    # source.path); several charts of one repository share repoURL and version.
+    path: str | None = None
     version: str
     workloads: list[ChartWorkload] = Field(default_factory=list)
 
@@ -107,16 +110,23 @@ def _norm(url: str) -> str:
     return url.removeprefix("oci://").rstrip("/")
 
 
+def _chart_key(repo_url: str, chart: str | None, path: str | None, version: str | None) -> tuple[str, str, str]:
+    # ArgoCD reads `chart` for a Helm repository and `path` for a Git one; a Helm chart's name wins when both are
+    # given, so a source that also carries a path still finds its Helm chart.
+    name = f"chart:{chart}" if chart else f"path:{(path or '').strip('/')}"
+    return _norm(repo_url), name, version or ""
+
+
 class ChartCatalogue:
     def __init__(self, charts: list[Chart]) -> None:
-        self.charts = {(_norm(c.repo_url), c.chart or "", c.version): c for c in charts}
+        self.charts = {_chart_key(c.repo_url, c.chart, c.path, c.version): c for c in charts}
 
     @classmethod
     def from_config(cls, raw: list[Mapping[str, Any]] | None) -> ChartCatalogue:
         return cls([Chart.model_validate(c) for c in raw or []])
 
-    def find(self, repo_url: str, chart: str | None, version: str | None) -> Chart | None:
-        return self.charts.get((_norm(repo_url), chart or "", version or ""))
+    def find(self, repo_url: str, chart: str | None, version: str | None, path: str | None = None) -> Chart | None:
+        return self.charts.get(_chart_key(repo_url, chart, path, version))
 
 
 def _scope(values: Mapping[str, Any], key: str | None) -> Mapping[str, Any] | None:
@@ -358,7 +368,7 @@ class ArgoCD:
             source = app.spec.source
             if source is None:
                 raise SyncError("application has no source")
-            chart = self.catalogue.find(source.repo_url, source.chart, source.target_revision)
+            chart = self.catalogue.find(source.repo_url, source.chart, source.target_revision, source.path)
             if chart is None:
                 raise SyncError(
                     f"Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: "

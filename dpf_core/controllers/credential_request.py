@@ -159,7 +159,9 @@ class CredentialRequestReconciler:
         ns, name = _split(cluster_ref)
         dc = ctx.client.try_get(DPUCluster, name, ns)
         if dc is None:
-            raise NotFound(f"error while getting DPU cluster {name}: DPUCluster {ns}/{name} not found")
+            # DPF wraps the API server's NotFound as is; users read this text in the condition message.
+            kind = DPUCluster.KIND
+            raise NotFound(f'error while getting DPU cluster {name}: {kind.plural}.{kind.group} "{name}" not found')
         return cluster_client(ctx, dc), cluster_access(ctx, dc)
 
     def _reconcile(self, ctx: Context, new: DPUServiceCredentialRequest, now: str) -> Result:

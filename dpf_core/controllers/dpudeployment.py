@@ -146,7 +146,8 @@ def _sum_resources(lists: Iterable[dict[str, Any]]) -> dict[str, Fraction]:
 
 
 def fitting_problems(flavor: DPUFlavor, templates: Iterable[DPUServiceTemplate]) -> list[str]:
-    """Resources the services need beyond what the flavor leaves for them (empty = they fit)."""
+    """What the services need beyond what the flavor leaves for them, as DPF's GetAllocatableResources lists it
+    (`<resource>: <missing quantity>`); empty = they fit. DPF lists them in Go map order; sorted here."""
     spec = flavor.spec
     if spec.dpu_resources is None:
         return []
@@ -156,10 +157,16 @@ def fitting_problems(flavor: DPUFlavor, templates: Iterable[DPUServiceTemplate])
     need = _sum_resources(t.spec.resource_requirements for t in templates)
     out: list[str] = []
     for name in sorted(need):
-        have = free.get(name, Fraction(0))
-        if need[name] > have:
-            out.append(f"{name}: need {format_quantity(need[name])}, allocatable {format_quantity(max(have, Fraction(0)))}")
+        missing = need[name] - free.get(name, Fraction(0))
+        if missing > 0:
+            out.append(f"{name}: {format_quantity(missing)}")
     return out
+
+
+def fitting_message(problems: list[str]) -> str:
+    """DPF's ResourceFittingReady message: the wrapped error, `%v` of the []string (two spaces are DPF's)."""
+    return ("Error occurred: there are not enough resources for DPUServices to fit in this DPUDeployment:  "
+            f"Additional resources needed: [{' '.join(problems)}]")
 
 
 class DPUDeploymentReconciler(FinalizerReconciler[DPUDeployment]):
@@ -237,8 +244,7 @@ class DPUDeploymentReconciler(FinalizerReconciler[DPUDeployment]):
 
         problems = fitting_problems(deps.flavor, deps.templates.values())
         if problems:
-            set_condition(conds, CONDITION_RESOURCE_FITTING_READY, "False", REASON_FAILURE,
-                          "There are not enough resources for DPUServices to fit in the DPUs: " + "; ".join(problems), now)
+            set_condition(conds, CONDITION_RESOURCE_FITTING_READY, "False", REASON_FAILURE, fitting_message(problems), now)
             return DONE
         set_condition(conds, CONDITION_RESOURCE_FITTING_READY, "True", REASON_SUCCESS, "", now)
 

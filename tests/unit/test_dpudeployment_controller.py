@@ -75,7 +75,7 @@ def test_fitting_and_versions_are_pure_functions() -> None:
     flavor = DPUFlavor.new("f", NS, spec={"dpuResources": {"cpu": "4", "memory": "8Gi"}, "systemReservedResources": {"cpu": "1"}})
     assert fitting_problems(flavor, [template("a", resources={"cpu": "2"}), template("b", resources={"cpu": "1"})]) == []
     problems = fitting_problems(flavor, [template("a", resources={"cpu": "3500m", "memory": "1Gi", "gpu": "1"})])
-    assert problems == ["cpu: need 3500m, allocatable 3", "gpu: need 1, allocatable 0"]
+    assert problems == ["cpu: 500m", "gpu: 1"]
     assert fitting_problems(DPUFlavor.new("f", NS, spec={}), [template("a", resources={"cpu": "99"})]) == []
     a, c = template("a"), configuration("a")
     assert service_version(a, c) == service_version(a.deepcopy(), c.deepcopy())
@@ -96,7 +96,7 @@ def test_resources_that_do_not_fit_fail_and_create_nothing() -> None:
     w = world(flavor_cpu="3")
     w.run()
     status, reason, message = cond(w, "ResourceFittingReady")
-    assert (status, reason) == ("False", "Failure") and "cpu: need 2, allocatable 1" in message
+    assert (status, reason) == ("False", "Failure") and message.endswith("Additional resources needed: [cpu: 1]")
     assert cond(w, "Ready")[1] == "Failure"
     assert w.host.list(DPUService, NS) == []
 
