@@ -36,6 +36,7 @@ from dpf_core.api.meta import KubeObject, Model
 from dpf_core.api.provisioning import (
     BFB,
     DPU,
+    DPU_PCI_ADDRESS_LABEL,
     DPUSET_NAME_LABEL,
     DPUSET_NAMESPACE_LABEL,
     BFBPhase,
@@ -596,7 +597,7 @@ class NoObjectLost(Invariant):
         # nested so that an object costs one dict entry, not a 4-tuple key (~0.9 KB less per DPU at 100k).
         self.uids: dict[tuple[str, str, str], dict[str, str]] = {}
         self.dpu_node: dict[tuple[str, str], dict[str, tuple[ObjKey, str]]] = {}
-        self.by_node: dict[tuple[ObjKey, str], list[ObjKey]] = {}  # (dpuset, node) -> its live DPUs
+        self.by_node: dict[tuple[ObjKey, str], list[ObjKey]] = {}  # (dpuset, "node pci") -> its live DPUs
         self._set_keys: dict[ObjKey, ObjKey] = {}
 
     def activate(self, deleted: list[tuple[str, KubeObject]]) -> None:
@@ -659,7 +660,8 @@ class NoObjectLost(Invariant):
             return
         set_key = (dpu.metadata.labels.get(DPUSET_NAMESPACE_LABEL) or ns, owner)
         set_key = self._set_keys.setdefault(set_key, set_key)
-        slot = (set_key, dpu.spec.node_name)
+        pci = dpu.metadata.labels.get(DPU_PCI_ADDRESS_LABEL)
+        slot = (set_key, f"{dpu.spec.node_name} {pci}" if pci else dpu.spec.node_name)
         live = self.by_node.get(slot)
         if live is None:
             live = self.by_node[slot] = []
@@ -668,7 +670,8 @@ class NoObjectLost(Invariant):
             live.append(key)
         placed[name] = slot
         if len(live) > 1:
-            self.violate(f"DPUSet {show_key(set_key)} has {len(live)} live DPUs on node {dpu.spec.node_name}",
+            where = f"node {dpu.spec.node_name}" + (f" PCI address {pci}" if pci else "")
+            self.violate(f"DPUSet {show_key(set_key)} has {len(live)} live DPUs on {where}",
                          sorted(show_key(k) for k in live))
 
 
@@ -784,6 +787,9 @@ class _SetMembers:
     # decision (DPF deletes those DPUs before it rolls).
     deleting: dict[str, int]
     unavailable: int = 0  # being deleted or not Ready
+    # Live DPU objects in all: the budget's base. A dpuSelector naming two DPU indices gives a Node two DPUs,
+    # and the DPUSet controller scales maxUnavailable on DPUs, not Nodes (docs/differences.md).
+    count: int = 0
 
 
 def _unavailable(dpu: DPU) -> bool:
@@ -796,8 +802,9 @@ class RolloutBudget(Invariant):
     """maxUnavailable as a rule about the DPUSet controller's decisions, so it holds whatever faults do to
     the fleet: a RollingUpdate DPUSet deletes a Ready DPU for an update only while fewer than maxUnavailable
     of its DPUs are unavailable (DPF's rolloutRolling; a DPU already unavailable may always be replaced).
-    Unavailable is DPF's `total - len(dpus) + #unavailable`, unclamped, over the Nodes holding the set's
-    DPUs: a DPU not Ready or being deleted counts +1, a DPU on a Node the set no longer selects -1 (so one
+    Unavailable is DPF's `total - len(dpus) + #unavailable`, unclamped, over the set's DPUs (total counts
+    DPUs, not Nodes, as our DPUSet controller does: a Node holds one per DPU index the dpuSelector names):
+    a DPU not Ready or being deleted counts +1, a DPU on a Node the set no longer selects -1 (so one
     still being deleted there nets out). A selected Node without a DPU is left out of the count and of
     total alike, which lowers the count at least as much as the budget: the check stays sound.
 
@@ -844,6 +851,7 @@ class RolloutBudget(Invariant):
             else:
                 del members.nodes[node]
             members.unavailable -= down
+            members.count -= 1
             if going:
                 left = members.deleting[node] - 1
                 if left:
@@ -860,6 +868,7 @@ class RolloutBudget(Invariant):
             joined = self.sets[set_key] = _SetMembers({}, {})
         joined.nodes[node] = joined.nodes.get(node, 0) + 1
         joined.unavailable += down
+        joined.count += 1
         if going:
             joined.deleting[node] = joined.deleting.get(node, 0) + 1
         self.members[key] = entry
@@ -898,25 +907,22 @@ class RolloutBudget(Invariant):
         if not selected(new.spec.node_name):
             return  # its node left the selector: DPF deletes it before the rollout, spending no budget
         self.decisions += 1
-        # Counted as DPF lists them: the set's DPUs but the deleted one (by name), plus the deleted one's node.
+        # Counted as the controller lists them, per DPU (a Node may hold one per DPU index): the set's DPUs but
+        # the deleted one (by name), whose slot still counts in the total.
         set_key = (ds.namespace or "", ds.name)
         members = self.sets.get(set_key)
         nodes = members.nodes if members is not None else {}
         unavailable = members.unavailable if members is not None else 0
-        total = len(nodes)
-        node_left = True
+        total = members.count if members is not None else 0
         skipped = self.members.get((set_key[0], new.name))
         if skipped is not None and skipped[0] == set_key:
             unavailable -= skipped[2]
-            if nodes[skipped[1]] == 1:
-                total -= 1
-                node_left = skipped[1] != new.spec.node_name
-        if new.spec.node_name not in nodes or not node_left:
+        else:
             total += 1
         if members is not None:
             for node_name in members.deleting:
                 if node_name != new.spec.node_name and not selected(node_name):
-                    total -= 1
+                    total -= nodes[node_name]
                     unavailable -= nodes[node_name]
         ru = ds.spec.strategy.rolling_update
         budget = max_unavailable(ru.max_unavailable if ru is not None else None, total)

@@ -30,6 +30,7 @@ from dpf_core.api.provisioning import (
     DPUSet,
     scaled_value_from_int_or_percent,
 )
+from dpf_core.controllers.dpuset import dpu_indices
 from dpf_core.errors import ApiError
 from dpf_core.store.protocol import WatchEvent
 from dpf_core.store.selectors import EVERYTHING, LabelMatcher, compile_label_selector
@@ -353,6 +354,11 @@ class _SetState:
     max_unavailable: int | str | None = None
     matcher: LabelMatcher | None = None  # None: nodeSelector nil = every node
     selected: set[str] = field(default_factory=set)
+    dpu_selector: dict[str, str] = field(default_factory=dict)
+    # DPUs the set wants per selected Node (one per DPU index its dpuSelector names) and their sum: the base
+    # the DPUSet controller scales a percent maxUnavailable on (docs/differences.md, "rolling budget total").
+    slots: dict[str, int] = field(default_factory=dict)
+    total: int = 0
     by_node: dict[str, set[ObjKey]] = field(default_factory=dict)
     ever_ready: set[ObjKey] = field(default_factory=set)
     unavailable: set[ObjKey] = field(default_factory=set)
@@ -375,7 +381,8 @@ class MaxUnavailable(Invariant):
     never became Ready without spending the budget, so counting those would flag a healthy first rollout. A
     DPU counts as unavailable when its Ready condition is not True, it is being deleted, or it is gone while
     its node is still selected. The budget is the DPUSet's maxUnavailable in force at that moment, scaled on
-    the selected nodes (percent rounded up), clamped to [1, total], as DPF computes it on every pass. A budget
+    the DPUs the set wants on its selected nodes (percent rounded up), clamped to [1, total], as the DPUSet
+    controller computes it on every pass (DPF scales on nodes: the same with one DPU per node). A budget
     lowered below the DPUs already unavailable recalls nothing (neither does DPF): the count may stay over it
     while it falls; one more DPU going down while over it is a violation."""
 
@@ -425,7 +432,19 @@ class MaxUnavailable(Invariant):
         if st is None:
             st = self.sets[key] = _SetState()
             st.selected = set(self.node_labels)
+            for name in st.selected:
+                self._slots(st, name)
         return st
+
+    def _slots(self, st: _SetState, name: str) -> None:
+        """Recount the DPUs the set wants on Node `name`: none when it is not selected, else one per DPU index
+        its dpuSelector names and at least one (DPF's count of Nodes; a Node without DPU labels only loosens
+        the check)."""
+        labels = self.node_labels.get(name)
+        n = max(1, len(dpu_indices(st.dpu_selector, labels))) if labels is not None and name in st.selected else 0
+        st.total += n - st.slots.pop(name, 0)
+        if n:
+            st.slots[name] = n
 
     def _node(self, node: Node, gone: bool) -> list[ObjKey]:
         name = node.name
@@ -441,6 +460,7 @@ class MaxUnavailable(Invariant):
                 for d in st.by_node.get(name, ()):
                     self._refresh(st, d)
                 touched.append(key)
+            self._slots(st, name)
         return touched
 
     def _dpuset(self, ds: DPUSet, gone: bool) -> list[ObjKey]:
@@ -456,12 +476,19 @@ class MaxUnavailable(Invariant):
         st.deleting = ds.metadata.deletion_timestamp is not None
         sel = ds.spec.node_selector
         matcher = compile_label_selector(sel) if sel is not None else None
+        recount = ds.spec.dpu_selector != st.dpu_selector
         if str(matcher) != str(st.matcher):
             st.matcher = matcher
             st.selected = {n for n, labels in self.node_labels.items() if matcher is None or matcher.matches(labels)}
             for keys in st.by_node.values():
                 for d in keys:
                     self._refresh(st, d)
+            recount = True
+        if recount:
+            st.dpu_selector = dict(ds.spec.dpu_selector)
+            st.slots, st.total = {}, 0
+            for name in st.selected:
+                self._slots(st, name)
         return [key]
 
     def _owner(self, dpu: DPU) -> ObjKey | None:
@@ -503,7 +530,7 @@ class MaxUnavailable(Invariant):
         (st.unavailable.add if down else st.unavailable.discard)(d)
 
     def budget(self, st: _SetState) -> int:
-        total = len(st.selected)
+        total = st.total
         scaled = scaled_value_from_int_or_percent(st.max_unavailable, total, True)
         return 1 if scaled <= 0 else min(scaled, total)
 
@@ -527,7 +554,9 @@ class MaxUnavailable(Invariant):
                 offending.append(f"{show_key(d)} ({why}, node {s.node})")
             self.violate(
                 f"DPUSet {show_key(key)} has {len(st.unavailable)} DPUs unavailable, maxUnavailable "
-                f"{st.max_unavailable!r} allows {limit} of {len(st.selected)} node(s)",
+                f"{st.max_unavailable!r} allows {limit} of "
+                + (f"{st.total} DPU(s) on " if st.total != len(st.selected) else "")
+                + f"{len(st.selected)} node(s)",
                 offending,
             )
 

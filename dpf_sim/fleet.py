@@ -36,7 +36,6 @@ MELLANOX_VENDOR = "15b3"
 Kind = Literal["host", "dpu", "tor", "core", "bfb-server"]
 CORE = "core"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _PCI = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}$")
 
@@ -274,8 +273,11 @@ def build_fleet(spec: FleetSpec) -> Fleet:
                 for i, pci in enumerate(sorted(spec.pci_addresses[: spec.dpus_per_host]))
             )
             for d in dpus:
-                if not _DNS_LABEL.match(d.name) or len(d.name) > 63:
-                    raise ValueError(f"DPU name {d.name!r} is not a DNS label (shorten host_name_pattern)")
+                # The DPU's name is its Linux hostname and DPU-cluster Node name (bf.cfg): a DNS name (FQDN host
+                # names give dotted DPU names, as in DPF) within HOST_NAME_MAX.
+                if not _DNS_NAME.match(d.name) or len(d.name) > 63:
+                    raise ValueError(f"DPU name {d.name!r} is not a hostname of at most 63 characters "
+                                     "(shorten host_name_pattern)")
             hosts[host] = HostRecord(host, rack, index, dpus, nfd_labels(list(dpus), spec.oob_bridge_configured))
             g.add_node(host, kind="host", rack=rack)
             g.add_edge(host, tor, bandwidth=spec.host_uplink)

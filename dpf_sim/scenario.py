@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from dpf_core.api import admission, registry
 from dpf_core.api.kubeyaml import KubeYamlLoader, read_text
@@ -43,6 +51,8 @@ from dpf_core.store.selectors import compile_label_selector
 from .durations import parse_seconds
 
 DEFAULT_EPOCH = "2025-01-01T00:00:00Z"
+# Validation context key: a loaded file reports duplicate names itself, each at its line (see _check_names).
+_NAMES_CHECKED_LATER = "dpf-names-checked-later"
 
 # A field's place in the scenario file: map keys and list indices from the root (`timeline[2].at`).
 PathPart = str | int
@@ -410,7 +420,9 @@ class Scenario(Model):
         return v
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Scenario:
+    def _unique_names(self, info: ValidationInfo) -> Scenario:
+        if info.context and info.context.get(_NAMES_CHECKED_LATER):
+            return self  # load_scenario_text reports each duplicate at its own line, with the other problems
         seen: set[str] = set()
         for e in self.expect:
             if e.name in seen:
@@ -647,7 +659,7 @@ def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | Non
         # The fleet is free-form in the schema, so its problems are reported alongside the schema's.
         _check_fleet(fleet, problems)
     try:
-        scenario = Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw, context={_NAMES_CHECKED_LATER: True})
     except ValidationError as err:
         for e in err.errors(include_url=False):
             epath, found = _resolve_loc(raw, tuple(e["loc"]))
@@ -664,10 +676,35 @@ def load_scenario_text(text: str, path: Path | None = None, base_dir: Path | Non
 # --- checks that need more than the schema ----------------------------------------------------------------
 
 
+def _check_names(sc: Scenario, problems: _Problems) -> None:
+    """Step and expectation names are unique; each repeat is reported at its own line."""
+    first_step: dict[str, int] = {}
+    for i, step in enumerate(sc.timeline):
+        if step.name is None:
+            continue
+        if step.name in first_step:
+            problems.add(("timeline", i, "name"),
+                         f'step name "{step.name}" is used twice (first by timeline[{first_step[step.name]}])')
+        else:
+            first_step[step.name] = i
+    first_exp: dict[str, int] = {}
+    for j, exp in enumerate(sc.expect):
+        key = "await" if exp.await_ is not None else "invariant" if exp.invariant is not None else "trace"
+        if exp.name in first_exp:
+            problems.add(("expect", j, key, "name"),
+                         f'expectation name "{exp.name}" is used twice (first by expect[{first_exp[exp.name]}])')
+        else:
+            first_exp[exp.name] = j
+
+
 def _check(loaded: LoadedScenario, base: Path, problems: _Problems) -> None:
     sc = loaded.scenario
     registry.load_all()
-    names = {s.name: i for i, s in enumerate(sc.timeline) if s.name is not None}
+    _check_names(sc, problems)
+    names: dict[str, int] = {}
+    for i, s in enumerate(sc.timeline):
+        if s.name is not None:
+            names.setdefault(s.name, i)
     for i, step in enumerate(sc.timeline):
         where: FieldPath = ("timeline", i)
         if step.apply is not None:

@@ -185,7 +185,8 @@ class BfbServers:
         fault = self.faults.get(op.url, BfbFault())
         if image is None or fault.not_found:
             self.failures += 1
-            raise OpError(f"failed to download {op.url}: 404 Not Found", "NotFound")
+            # DPF's downloader (bfb/state/downloading.go) on a non-200 answer, word for word.
+            raise OpError(f"failed to get: {op.url} status: 404", "NotFound")
         caps = [c for c in (self.params.max_rate, fault.max_rate) if c is not None]
         partial = self.directory.begin(op.temp_name, self.env.now)
         flow = self.net.transfer(self.server_for(op.url), self.share, image.size,

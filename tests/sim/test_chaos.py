@@ -278,7 +278,8 @@ class FullScan(Recording):
         # A Node not selected that still holds a DPU being deleted leaves total; each of its DPUs counts -1.
         off = {d.spec.node_name for d in members if d.metadata.deletion_timestamp is not None
                and d.spec.node_name != new.spec.node_name and not self.selected(ds, d.spec.node_name)}
-        total = len({d.spec.node_name for d in members} | {new.spec.node_name}) - len(off)
+        # The base is the set's DPUs (the deleted one included), not its Nodes: a Node may hold one DPU per index.
+        total = len(members) + 1 - sum(1 for d in members if d.spec.node_name in off)
         unavailable = sum(1 for d in members if d.metadata.deletion_timestamp is not None or not ready(d))
         unavailable -= sum(1 for d in members if d.spec.node_name in off)
         ru = ds.spec.strategy.rolling_update

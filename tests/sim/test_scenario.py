@@ -185,7 +185,7 @@ def test_names_must_be_unique_and_await_needs_one_predicate(tmp_path: Path) -> N
     assert got[3].startswith(f"{path}:5: expect[3]: give exactly one of await, invariant")
     assert len(got) == 4  # the duplicate name is checked once each expectation is valid
     path.write_text("expect:\n  - await: {name: x, kind: BFB, within: 1m}\n  - await: {name: x, kind: BFB, within: 2m}\n")
-    assert problems(path) == [f'{path}:1: <root>: expectation name "x" is used twice']
+    assert problems(path) == [f'{path}:3: expect[1].await.name: expectation name "x" is used twice (first by expect[0])']
 
 
 def test_await_fields_must_exist_on_the_kind(tmp_path: Path) -> None:
