@@ -179,11 +179,12 @@ class HttpBfbDownloader:
                 return
             state.restart()
             raise _Retry("416 Range Not Satisfiable: starting over")
+        # DPF's downloader words every non-200 answer this way (bfb/state/downloading.go).
         if e.code == 404:
-            raise OpError(f"failed to download {url}: 404 Not Found", "NotFound") from e
+            raise OpError(f"failed to get: {url} status: 404", "NotFound") from e
         if e.code in _RETRIABLE_STATUS:
             raise _Retry(f"{e.code} {e.reason}") from e
-        raise OpError(f"failed to download {url}: {e.code} {e.reason}", "HTTPError") from e
+        raise OpError(f"failed to get: {url} status: {e.code}", "HTTPError") from e
 
     def _body(self, url: str, response: Any, state: _Transfer, offset: int) -> None:
         status = int(response.status)
@@ -200,7 +201,7 @@ class HttpBfbDownloader:
             length = response.headers.get("Content-Length")
             state.total = int(length) if length is not None and length.isdigit() else None
         else:
-            raise OpError(f"failed to download {url}: unexpected status {status}", "HTTPError")
+            raise OpError(f"failed to get: {url} status: {status}", "HTTPError")
         try:
             with open(state.path, "ab") as f:
                 state.remember(_validator(response.headers))

@@ -343,12 +343,12 @@ def services_why_not(twin: Any) -> dict[str, str]:
                 continue
             try:
                 store = services.argocd.destination(app)
-                chart = services.catalogue.find(src.repo_url, src.chart, src.target_revision)
+                chart = services.catalogue.find(src.repo_url, src.chart, src.target_revision, src.path)
             except SyncError as e:
                 out[akey] = str(e)
                 continue
             if chart is None:
-                out[akey] = f"chart {src.chart} {src.target_revision} not in the catalogue"
+                out[akey] = f"chart {src.chart or src.path} {src.target_revision} not in the catalogue"
                 continue
             release = (helm.release_name if helm is not None else None) or app.name
             rendered = render(chart, app.name, release, app.spec.destination.namespace or "default", values)

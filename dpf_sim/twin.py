@@ -55,19 +55,24 @@ TWIN_POLLS = {"task_poll": 600.0, "reboot_wait_poll": 600.0, "ready_poll": 3600.
 
 
 def resolve_kind(kind: str) -> type[KubeObject]:
-    """A kind as users write it: "DPU", "dpus", "dpu" (short name), or "provisioning.dpu.nvidia.com/v1alpha1/DPU"."""
+    """A kind as users write it: "DPU", "dpus", "dpu" (short name), "provisioning.dpu.nvidia.com/v1alpha1/DPU",
+    or kubectl's qualified forms "dpus.provisioning.dpu.nvidia.com", "DPU.provisioning.dpu.nvidia.com" and
+    "dpus.v1alpha1.provisioning.dpu.nvidia.com" (resource or kind, then [version.]group)."""
     registry.load_all()
     if "/" in kind:
         api_version, _, k = kind.rpartition("/")
         cls = registry.lookup(api_version, k)
         if cls is not None:
             return cls
-    wanted = kind.lower()
+    wanted, dot, qualifier = kind.lower().partition(".")
     for cls in registry.all_kinds():
         info = cls.KIND
-        if wanted in (info.kind.lower(), info.plural, info.singular, *info.short_names):
-            # DPF's kinds win over external ones of the same name.
-            return cls
+        if wanted not in (info.kind.lower(), info.plural, info.singular, *info.short_names):
+            continue
+        if dot and qualifier not in (info.group, f"{info.version}.{info.group}"):
+            continue
+        # DPF's kinds win over external ones of the same name.
+        return cls
     raise NotFound(f'the server doesn\'t have a resource type "{kind}"')
 
 

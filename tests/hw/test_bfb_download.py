@@ -110,7 +110,7 @@ def test_404_is_an_op_error_with_the_message(tmp_path: Path, http_server: BfbHtt
     with pytest.raises(OpError) as e:
         downloader(tmp_path)(op(url))
     assert e.value.reason == "NotFound"
-    assert str(e.value) == f"failed to download {url}: 404 Not Found"
+    assert str(e.value) == f"failed to get: {url} status: 404"  # DPF's words
     assert len(http_server.served) == 1  # a 404 is final: no retries
     assert not (tmp_path / "bfb" / "doca.bfb").exists()
 
@@ -139,7 +139,7 @@ def test_the_bfb_controllers_download_task_runs_on_threads(tmp_path: Path, http_
     tasks.start("download/ns/gone", download_procedure(http_server.url("/gone.bfb"), "u-2", "gone.bfb"))
     failed = tasks.wait("download/ns/gone", timeout=10)
     assert failed is not None and failed.state is TaskState.FAILED
-    assert (failed.reason, failed.message) == ("NotFound", f"failed to download {http_server.url('/gone.bfb')}: 404 Not Found")
+    assert (failed.reason, failed.message) == ("NotFound", f"failed to get: {http_server.url('/gone.bfb')} status: 404")
 
 
 def test_directory_store_write_is_atomic_and_names_stay_inside(tmp_path: Path) -> None:

@@ -136,7 +136,6 @@ def test_a_manifest_error_inside_a_step_names_the_document_line_and_field(tmp_pa
             'spec.dpuTemplate.metadata: unknown field "spec.dpuTemplate.metadata"') in stderr
 
 
-@pytest.mark.xfail(strict=True, reason="dpf_sim/twin.py resolve_kind does not take kubectl's <resource>.<group> forms")
 def test_kind_takes_kubectls_resource_dot_group_forms(tmp_path: Path) -> None:
     """docs/scenarios.md: `kind` is spelled as kubectl takes it; kubectl takes `dpusets.provisioning.dpu.nvidia.com`
     and `DPUSet.provisioning.dpu.nvidia.com` (resource or kind, then the group)."""
@@ -152,3 +151,18 @@ def test_kind_takes_kubectls_resource_dot_group_forms(tmp_path: Path) -> None:
     code, stdout, stderr = dpf("run", path, "--quiet")
     assert "resource type" not in stderr
     assert code == 1 and "FAIL a:" in stdout  # valid, and no DPU ever exists
+
+
+def test_resolve_kind_takes_qualified_names_and_checks_the_group() -> None:
+    from dpf_core.api.external import Pod
+    from dpf_core.api.provisioning import DPUSet
+    from dpf_core.errors import NotFound
+    from dpf_sim.twin import resolve_kind
+
+    for spelled in ("dpusets.provisioning.dpu.nvidia.com", "DPUSet.provisioning.dpu.nvidia.com",
+                    "dpuset.v1alpha1.provisioning.dpu.nvidia.com", "DPUSet", "dpusets"):
+        assert resolve_kind(spelled) is DPUSet, spelled
+    assert resolve_kind("pods") is Pod
+    for wrong in ("dpusets.svc.dpu.nvidia.com", "dpusets.v1.provisioning.dpu.nvidia.com", "dpusets.apps"):
+        with pytest.raises(NotFound, match="resource type"):
+            resolve_kind(wrong)

@@ -323,3 +323,13 @@ def test_a_flavor_too_small_for_the_guide_services_fails_fitting_with_dpf_messag
                            "DPUDeployment:  Additional resources needed: [cpu: 1 memory: 2Gi nvidia.com/sf: 1]")
     assert host.list(DPUService, "customer-namespace") == []
     assert host.list(DPUSet, "customer-namespace") == []
+
+
+def test_the_converged_check_finds_charts_named_by_path(ipam_guide: Runner) -> None:
+    """The chaos `Converged` invariant looks each Application's chart up as ArgoCD does: the guide's services name
+    theirs by `helmChart.source.path`, so nothing may be reported missing from the catalogue."""
+    from dpf_sim.chaos import services_why_not
+
+    why = services_why_not(ipam_guide.twin)
+    assert not [w for w in why.values() if "not in the catalogue" in w], why
+    assert not [k for k in why if k.startswith("DPUService ")], why
