@@ -122,6 +122,11 @@ class ApplySource(Model):
 
     file: str | None = None
     manifests: list[dict[str, Any]] | None = None
+    namespace: str | None = Field(
+        default=None,
+        description="kubectl apply -n: the namespace of documents of namespaced kinds that name none; a document "
+        "naming another one is refused",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> ApplySource:
@@ -872,14 +877,42 @@ def _resolve_apply(step: Step, where: FieldPath, base: Path, problems: _Problems
     single = not isinstance(step.apply, list)
     for k, src in enumerate(step.sources()):
         spath: FieldPath = (*where, "apply") if single else (*where, "apply", k)
+        docs: list[tuple[dict[str, Any], str]] = []
         if src.manifests is not None:
             for m, doc in enumerate(src.manifests):
                 mpath = (*spath, "manifests", m)
                 for rel, message in _manifest_problems(doc):
                     problems.add((*mpath, *rel), message)
-                out.append((doc, f"{problems.label}:{_line_of(problems.lines, mpath)}"))
+                docs.append((doc, f"{problems.label}:{_line_of(problems.lines, mpath)}"))
         elif src.file is not None:
-            out.extend(_read_manifest_file(base / src.file, (*spath, "file"), problems))
+            docs = _read_manifest_file(base / src.file, (*spath, "file"), problems)
+        if src.namespace is not None:
+            docs = _in_namespace(docs, src.namespace, (*spath, "namespace"), problems)
+        out.extend(docs)
+    return out
+
+
+def _in_namespace(
+    docs: list[tuple[dict[str, Any], str]], namespace: str, ref: FieldPath, problems: _Problems
+) -> list[tuple[dict[str, Any], str]]:
+    """kubectl apply -n: documents of namespaced kinds without a namespace get `namespace`; one naming another
+    namespace is refused with kubectl's message (cluster-scoped kinds are left alone)."""
+    out: list[tuple[dict[str, Any], str]] = []
+    for doc, origin in docs:
+        try:
+            namespaced = admission.model_for(doc).KIND.namespaced
+        except ApiError:
+            namespaced = False  # an unknown kind is reported by the schema check already
+        md = doc.get("metadata")
+        if namespaced and isinstance(md, Mapping):
+            have = md.get("namespace")
+            if not have:
+                doc = {**doc, "metadata": {**md, "namespace": namespace}}
+            elif have != namespace:
+                problems.add(ref, f'{origin}: the namespace from the provided object "{have}" does not match the '
+                                  f'namespace "{namespace}". You must pass \'--namespace={have}\' to perform this '
+                                  "operation.")
+        out.append((doc, origin))
     return out
 
 

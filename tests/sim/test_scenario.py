@@ -253,3 +253,41 @@ def test_json_schema_describes_the_file_format() -> None:
     assert step["at"]["anyOf"][0]["type"] == "number" and step["at"]["anyOf"][1]["type"] == "string"
     assert "await" in schema["$defs"]["Expectation"]["properties"]
     json.dumps(schema)  # serializable as is
+
+
+def test_apply_namespace_is_kubectls_dash_n(tmp_path: Path) -> None:
+    """`apply: {file, namespace}` is `kubectl apply -n`: namespaced documents without a namespace land in it,
+    cluster-scoped ones are left alone, and one naming another namespace is refused with kubectl's words."""
+    write(tmp_path, """\
+        apiVersion: svc.dpu.nvidia.com/v1alpha1
+        kind: DPUServiceIPAM
+        metadata: {name: pool1}
+        spec: {ipv4Network: {network: 10.0.0.0/16, prefixSize: 24}}
+        ---
+        apiVersion: v1
+        kind: Node
+        metadata: {name: extra-node}
+        """, "guide.yaml")
+    path = write(tmp_path, """\
+        timeline:
+          - at: 0s
+            apply: {file: guide.yaml, namespace: dpf-operator-system}
+        """)
+    loaded = load_scenario(path)
+    ipam, node = loaded.manifests[0]
+    assert ipam["metadata"] == {"name": "pool1", "namespace": "dpf-operator-system"}
+    assert node["metadata"] == {"name": "extra-node"}
+
+    path = write(tmp_path, """\
+        timeline:
+          - at: 0s
+            apply:
+              namespace: other
+              manifests:
+                - {apiVersion: v1, kind: Secret, metadata: {name: s, namespace: dpf-operator-system}}
+        """)
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:4: timeline[0].apply.namespace: {path}:6: ")
+    assert problem.endswith('the namespace from the provided object "dpf-operator-system" does not match the '
+                            "namespace \"other\". You must pass '--namespace=dpf-operator-system' to perform this "
+                            "operation.")
