@@ -176,6 +176,9 @@ class ClusterWorld:
         self._node_ports = 30000
         self._pod_ips = 0
         self._pods_started: set[str] = set()
+        # "<ns>/<pod>" -> (BlueField, address) of the DMS pods serving: the DPU object that owned the pod may
+        # be gone by the time the pod is.
+        self._dms_pods: dict[str, tuple[str, str]] = {}
         self._dpus = dpu_names or DpuNames(host)
         self.dpu_joined: list[Any] = []
         # What Kamaji writes into `<cluster>-admin-kubeconfig`: `kubeconfig_for` unless something serves the
@@ -200,10 +203,12 @@ class ClusterWorld:
         o = ev.object
         if ev.type == "DELETED":
             if isinstance(o, Pod):
-                self._pods_started.discard(f"{o.namespace}/{o.name}")
-                dpu = self._dpu_of(o)
-                if dpu is not None and o.name.endswith("-dms") and dpu in self.bluefields.dpus:
-                    self.bluefields.mark_dms_running(dpu, None, running=False)
+                key = f"{o.namespace}/{o.name}"
+                self._pods_started.discard(key)
+                serving = self._dms_pods.pop(key, None)
+                # Only the DMS this pod ran: another DPU object's pod may serve that BlueField by now.
+                if serving is not None and self.bluefields.dpus[serving[0]].dms_address == serving[1]:
+                    self.bluefields.mark_dms_running(serving[0], None, running=False)
             return
         if isinstance(o, Pod) and ev.type == "ADDED":
             key = f"{o.namespace}/{o.name}"
@@ -312,16 +317,23 @@ class ClusterWorld:
                                   for c in pod.spec.containers],
         }
         self._patch_pod_status(ns, name, status)
-        if dpu is None or dpu not in self.bluefields.dpus:
+        if dpu is None:
+            return
+        # The pod works on the BlueField at its DPU's PCI-address label on the DPU's node, whatever the DPU
+        # object is called (DPF renders `-target_pci` and `device_pci_address` from that label).
+        bluefield = self._dpus.bluefield_of(dpu)
+        if bluefield not in self.bluefields.dpus:
             return
         if name.endswith("-dms"):
             # dmsd runs with the timeout its pod passes (`-exec_timeout`, from the provisioning controller's
             # `--dms-timeout`), so a DMS keeps the one it started with when DPF's flag changes later.
             command_line = [str(part) for c in pod.spec.containers
                             for key in ("command", "args") for part in (c.model_extra or {}).get(key) or []]
-            self.bluefields.mark_dms_running(dpu, f"{ip}:9339", exec_timeout=dms_exec_timeout(command_line))
+            address = f"{ip}:9339"
+            self._dms_pods[f"{ns}/{name}"] = (bluefield, address)
+            self.bluefields.mark_dms_running(bluefield, address, exec_timeout=dms_exec_timeout(command_line))
         elif hostnetwork:
-            yield from self._hostnetwork_agent(ns, name, dpu)
+            yield from self._hostnetwork_agent(ns, name, bluefield)
 
     def _patch_pod_status(self, ns: str, name: str, status: dict[str, Any]) -> None:
         """The kubelet's status patch: merged into the pod's status and written through the status subresource
@@ -339,9 +351,9 @@ class ClusterWorld:
         with contextlib.suppress(ApiError):
             self.host.update_status(pod.with_status(PodStatus.model_validate(merged)))
 
-    def _hostnetwork_agent(self, ns: str, name: str, dpu: str) -> Generator[Any, Any, None]:
+    def _hostnetwork_agent(self, ns: str, name: str, bluefield: str) -> Generator[Any, Any, None]:
         """The `<dpu>-hostnetwork` pod: the core's host network step every 5 s until configured."""
-        bf: BlueField = self.bluefields.get(dpu)
+        bf: BlueField = self.bluefields.get(bluefield)
         port = SimHostNetwork(self.hosts, bf.host)
         pod = self.host.try_get(Pod, name, ns)
         env = {}
@@ -406,17 +418,19 @@ class ClusterWorld:
     # ---- DPU side -------------------------------------------------------------------------------------
 
     def _on_dpu_booted(self, bf: BlueField) -> bool:
-        """kubeadm join: the DPU's Node appears in the DPU cluster its DPU object was assigned to."""
+        """kubeadm join: the DPU's Node appears in the DPU cluster its DPU object was assigned to, named after
+        the DPU object (bf.cfg sets the hostname to util.GenerateNodeName(dpu), i.e. dpu.Name)."""
         dpu = self._dpus.find(bf.name)
         if dpu is None or dpu.spec.cluster is None or not dpu.spec.cluster.name:
             return False
         store = self.dpu_clusters.get(f"{dpu.spec.cluster.namespace or dpu.namespace}/{dpu.spec.cluster.name}")
         if store is None:
             return False
-        if store.try_get(Node, bf.name) is None:
-            register_node(store, _ready_node(bf.name, {"kubernetes.io/hostname": bf.name}, rfc3339(self.clock.now()), "192.168.100.2"))
+        node = dpu.name
+        if store.try_get(Node, node) is None:
+            register_node(store, _ready_node(node, {"kubernetes.io/hostname": node}, rfc3339(self.clock.now()), "192.168.100.2"))
             for hook in self.dpu_joined:
-                hook(f"{dpu.spec.cluster.namespace or dpu.namespace}/{dpu.spec.cluster.name}", bf.name)
+                hook(f"{dpu.spec.cluster.namespace or dpu.namespace}/{dpu.spec.cluster.name}", node)
         return True
 
 

@@ -570,6 +570,7 @@ class SingleFlash(Invariant):
         super().__init__(spec)
         _NoParams.model_validate(spec.params)
         self.bluefields: Any = None
+        self._bluefield_of: Callable[[str], str] = str
 
     def bind(self, twin: Twin) -> None:
         super().bind(twin)
@@ -579,12 +580,16 @@ class SingleFlash(Invariant):
                 f"invariant {self.name}: singleFlash is unavailable: this twin has no BlueField models "
                 "(Twin.bluefields) to count flashes"
             ])
+        # A DPU object not named after its BlueField (`obj-dpu`) flashes the one at its node and PCI label.
+        names = getattr(twin, "dpu_names", None)
+        if names is not None:
+            self._bluefield_of = names.bluefield_of
 
     def on_event(self, store: str, ev: WatchEvent) -> None:
         self.events += 1
         # A flash starts and ends between store writes of that DPU (OS Installing -> Rebooting), so looking
         # at the DPU whose object just changed catches it; finish() sweeps the whole fleet once.
-        bf = self.bluefields.dpus.get(ev.object.name)
+        bf = self.bluefields.dpus.get(self._bluefield_of(ev.object.name))
         if bf is not None and bf.max_flashing > 1:
             self.violate("a DPU was flashed twice at once", [f"{bf.name} ({bf.max_flashing} concurrent flashes)"])
 

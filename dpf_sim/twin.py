@@ -212,6 +212,7 @@ class Twin:
         models = dict(self.config.models)
         self.streams = Streams(self.config.seed)
         self.fleet = build_fleet(FleetSpec.model_validate(self.config.fleet))
+        self.dpu_names.set_locator(self._bluefield_at)
         self.net = Network(self.env, self.fleet)
         self.bfb_dir = BfbDirectory()
         self.bfb_servers = BfbServers(self.env, self.net, self.bfb_dir, BfbServerParams.model_validate(models.get("bfbServer", {})),
@@ -359,16 +360,17 @@ class Twin:
         if ev.type == "MODIFIED" and host is not None:
             node = ev.object
             taints = {t.key for t in node.spec.taints} if isinstance(node, Node) else set()
-            for d in host.dpus:
-                if d.name in self.dpu_names.unassigned:
-                    self.wake_dpu(d.name)
-                elif taints and self.dpu_names.is_ready(d.name):
-                    # A Ready DPU lifts its node-effect taint in its Ready pass: one put back (by hand, by
-                    # another tool) is seen now, not at the twin's hour-long Ready poll.
-                    dpu = self.dpu_names.find(d.name)
-                    effect = dpu.spec.node_effect.taint if dpu is not None else None
-                    if effect is not None and effect.key in taints:
-                        self.wake_dpu(d.name)
+            for bf in host.dpus:
+                for name in self.dpu_names.on_bluefield(bf.name):
+                    if name in self.dpu_names.unassigned:
+                        self.wake_dpu(name)
+                    elif taints and self.dpu_names.is_ready(name):
+                        # A Ready DPU lifts its node-effect taint in its Ready pass: one put back (by hand, by
+                        # another tool) is seen now, not at the twin's hour-long Ready poll.
+                        dpu = self.dpu_names.find(name)
+                        effect = dpu.spec.node_effect.taint if dpu is not None else None
+                        if effect is not None and effect.key in taints:
+                            self.wake_dpu(name)
 
     def _kubeconfig_changed(self, ev: WatchEvent) -> None:
         """A DPUCluster's kubeconfig Secret changed or went (rotated, deleted): its Ready DPUs build their
@@ -388,7 +390,14 @@ class Twin:
 
     def _host_up(self, host: Any) -> None:
         for d in self.fleet.hosts[host.name].dpus:
-            self.wake_dpu(d.name)
+            for name in self.dpu_names.on_bluefield(d.name):
+                self.wake_dpu(name)
+
+    def _bluefield_at(self, node: str, pci_address: str) -> str | None:
+        """The BlueField a DPU object provisions: the one at its PCI-address label on its node, as DPF's DMS
+        pod finds it (`-target_pci` on `spec.nodeName`)."""
+        rec = self.fleet.dpu_at(node, pci_address)
+        return None if rec is None else rec.name
 
     def _dpu_cluster_node(self, ev: WatchEvent) -> None:
         self.wake_dpu(ev.object.name)

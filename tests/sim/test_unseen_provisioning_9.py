@@ -64,10 +64,9 @@ def run(name: str, *hooks: Any) -> Runner:
     return runner
 
 
-# The twin finds a DPU's BlueField by the DPU object's name, so a DPU not named `<node>-<pci>` (DPF's own
-# controller tests create "obj-dpu") never gets its DMS answered. The fix is in dpf_sim/cluster.py (not ours to
-# edit this session): resolve the BlueField from the DPU's spec.nodeName and its dpu-pciAddress label.
-TWIN_DEFECT = {"standalone-dpu": "dpf_sim/cluster.py maps DPU object name == fleet BlueField name"}
+# Scenarios the twin cannot pass yet (stem -> why); standalone-dpu passes since the twin finds a DPU's
+# BlueField from its spec.nodeName and dpu-pciAddress label (dpf_sim/lookup.py), not from its name.
+TWIN_DEFECT: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
