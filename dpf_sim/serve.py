@@ -88,6 +88,9 @@ class ServeOptions:
     until: float | None = None  # simulated seconds; None = until interrupted
     timeline: bool = True
     dms_dir: Path | None = None  # serve the DMS models over gRPC and describe the endpoint here
+    # NamespaceLifecycle's 404 for content in a missing namespace; off while the samples rely on the twin
+    # accepting dpu-cplane-tenant1 content without its Namespace.
+    require_namespace: bool = False
 
 
 class Pacer:
@@ -195,7 +198,7 @@ class ServedTwin:
         self._stop_controllers()
         self.pacer = Pacer(self.twin.env, self.lock, options.speed)
         self.server = ApiServer(self.twin.stores, lock=self.lock, now=self.twin.clock.now, authority=self.authority,
-                                config=ServerConfig(), poke=self.pacer.poke, pod_exec=self._pod_exec,
+                                config=ServerConfig(require_namespace=options.require_namespace), poke=self.pacer.poke, pod_exec=self._pod_exec,
                                 debug={"bluefields": self._debug_bluefields, "hosts": self._debug_hosts})
         self.dms: Any = None  # dpf_sim.dmsgrpc.DmsGrpcServer when --dms-dir
         self._exec = Executor()
@@ -310,7 +313,8 @@ class ServedTwin:
         if obj is None:
             return None
         dpu = next((r.name for r in obj.metadata.owner_references if r.kind == "DPU"), pod.removesuffix("-dms"))
-        bf = self.twin.bluefields.dpus.get(dpu)
+        # The BlueField at the DPU's node and PCI label, whatever the DPU object is called (`obj-dpu-dms`).
+        bf = self.twin.bluefields.dpus.get(self.twin.dpu_names.bluefield_of(dpu))
         return bf.host if bf is not None else None
 
     # ---- debug probes ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ one `Invalid` with wire paths, the way the API server reports them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, get_args
 
@@ -54,6 +55,22 @@ def _walk(raw: Any, loc: tuple[int | str, ...]) -> tuple[list[str], Any, bool]:
     return path, node, found
 
 
+# pydantic's bound errors -> (ctx key, kube-openapi's wording): `<path> in body should be <wording> <bound>`.
+_BOUNDS = {
+    "greater_than_equal": ("ge", "greater than or equal to"),
+    "less_than_equal": ("le", "less than or equal to"),
+    "greater_than": ("gt", "greater than"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def _supported(expected: str) -> str:
+    """pydantic lists a Literal's values as `'a', 'b' or 'c'`; field.NotSupported quotes each and joins them
+    with commas: `"a", "b", "c"`."""
+    values = re.findall(r"'((?:[^'\\]|\\.)*)'", expected)
+    return ", ".join(json.dumps(v) for v in values) if values else expected
+
+
 def causes_from_validation_error(err: ValidationError, raw: Mapping[str, Any]) -> list[FieldCause]:
     merged: dict[str, FieldCause] = {}
     order: list[str] = []
@@ -66,15 +83,31 @@ def causes_from_validation_error(err: ValidationError, raw: Mapping[str, Any]) -
         elif etype == "extra_forbidden":
             cause = FieldCause(dotted, f'unknown field "{dotted}"', "FieldValueNotSupported")
         elif etype in ("literal_error", "enum"):
-            expected = e.get("ctx", {}).get("expected", "")
+            expected = _supported(str(e.get("ctx", {}).get("expected", "")))
             cause = FieldCause(dotted, f"Unsupported value: {_fmt_value(node)}: supported values: {expected}", "FieldValueNotSupported")
         elif etype == "string_pattern_mismatch":
             pattern = e.get("ctx", {}).get("pattern", "")
             cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node)}: {dotted} in body should match '{pattern}'")
-        elif etype in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-            cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node)}: {dotted} in body {e['msg'].lower()}")
-        elif etype in ("too_short", "too_long", "string_too_short", "string_too_long"):
-            cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node) if found else ''}: {e['msg']}", "FieldValueTooLong" if "long" in etype else "FieldValueInvalid")
+        elif etype in _BOUNDS:
+            bound = e.get("ctx", {}).get(_BOUNDS[etype][0])
+            cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node)}: {dotted} in body should be {_BOUNDS[etype][1]} {bound}")
+        elif etype == "string_too_short":
+            n = e.get("ctx", {}).get("min_length")
+            cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node)}: {dotted} in body should be at least {n} chars long")
+        elif etype == "string_too_long":
+            n = e.get("ctx", {}).get("max_length")
+            cause = FieldCause(dotted, f"Too long: may not be longer than {n}", "FieldValueTooLong")
+        elif etype == "too_short":
+            n = e.get("ctx", {}).get("min_length")
+            cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node)}: {dotted} in body should have at least {n} items")
+        elif etype == "too_long":
+            n = e.get("ctx", {}).get("max_length")
+            actual = len(node) if found and isinstance(node, (list, dict)) else e.get("ctx", {}).get("actual_length")
+            cause = FieldCause(dotted, f"Too many: {actual}: must have at most {n} items", "FieldValueTooMany")
+        elif etype == "cel":
+            # The API server names a failed x-kubernetes-validations rule's value by its schema type, not
+            # its content; every CEL rule of DPF's CRDs sits on an object.
+            cause = FieldCause(dotted, f'Invalid value: "object": {e["msg"]}')
         else:
             cause = FieldCause(dotted, f"Invalid value: {_fmt_value(node) if found else 'null'}: {e['msg']}")
         if dotted in merged:
@@ -246,7 +279,9 @@ def _unset(value: Any) -> bool:
     return value is None or (type(value) in (str, dict, list) and not value)
 
 
-def _immutability(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
+def _immutability(
+    new: KubeObject, old: KubeObject, paths: list[str], rules: Mapping[str, tuple[str, str]] | None = None
+) -> list[FieldCause]:
     if not paths:
         return []
     # Equal typed values dump equal, so only a path whose typed values differ needs the wire comparison
@@ -265,7 +300,7 @@ def _immutability(new: KubeObject, old: KubeObject, paths: list[str]) -> list[Fi
             changed.append(p)
     if not changed:
         return []
-    return _immutability_on_wire(new, old, changed)
+    return _immutability_on_wire(new, old, changed, rules)
 
 
 def _split_path(p: str) -> tuple[str, ...]:
@@ -278,7 +313,9 @@ def _split_path(p: str) -> tuple[str, ...]:
 _PATHS: dict[str, tuple[str, ...]] = {}
 
 
-def _immutability_reference(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
+def _immutability_reference(
+    new: KubeObject, old: KubeObject, paths: list[str], rules: Mapping[str, tuple[str, str]] | None = None
+) -> list[FieldCause]:
     """`_immutability` without its shortcuts (typed values compared whole, then the wire where they differ):
     the reference the shortcuts must agree with."""
     changed = []
@@ -287,11 +324,28 @@ def _immutability_reference(new: KubeObject, old: KubeObject, paths: list[str]) 
         before, after = _typed_get(old, parts), _typed_get(new, parts)
         if before is _MISSING or after is _MISSING or before != after:
             changed.append(p)
-    return _immutability_on_wire(new, old, changed) if changed else []
+    return _immutability_on_wire(new, old, changed, rules) if changed else []
 
 
-def _immutability_on_wire(new: KubeObject, old: KubeObject, paths: list[str]) -> list[FieldCause]:
-    """The API server's comparison, on the wire forms of both objects."""
+_OPENAPI_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (dict, "object"), (list, "array"),
+)
+
+
+def _openapi_type(value: Any) -> str:
+    """The schema type the API server names as the value of a failed CEL rule (`Invalid value: "object"`)."""
+    for tp, name in _OPENAPI_TYPES:
+        if isinstance(value, tp):
+            return name
+    return "object"
+
+
+def _immutability_on_wire(
+    new: KubeObject, old: KubeObject, paths: list[str], rules: Mapping[str, tuple[str, str]] | None = None
+) -> list[FieldCause]:
+    """The API server's comparison, on the wire forms of both objects. A path with a CRD transition rule is
+    reported the way the API server reports a failed x-kubernetes-validations rule: the schema type as the
+    value, the rule's message as the detail."""
     nw, ow = new.wire(), old.wire()
     causes = []
     for p in paths:
@@ -301,6 +355,11 @@ def _immutability_on_wire(new: KubeObject, old: KubeObject, paths: list[str]) ->
         if once_set and before in (None, "", {}, []):
             continue
         if before != after:
+            rule = rules.get(p) if rules else None
+            if rule is not None:
+                shown = _openapi_type(after if after is not None else before)
+                causes.append(FieldCause(path, f'Invalid value: "{shown}": {rule[1]}', "FieldValueInvalid"))
+                continue
             causes.append(FieldCause(path, "Invalid value: field is immutable" + (" once set" if once_set else ""), "FieldValueInvalid"))
     return causes
 
@@ -421,9 +480,9 @@ def admit_update(
     for d in hooks.default:
         d(o)
     if full:
-        causes = _immutability_reference(o, old, hooks.immutable)
+        causes = _immutability_reference(o, old, hooks.immutable, hooks.immutable_rules)
     else:
-        causes = _immutability(o, old, hooks.immutable)
+        causes = _immutability(o, old, hooks.immutable, hooks.immutable_rules)
     for v in hooks.validate_update:
         causes.extend(v(o, old, reader))
     _raise_if(o, causes)

@@ -194,6 +194,9 @@ class _Walker:
             node["required"] = sorted(required)
         if cls.model_config.get("extra") == "allow":
             node["x-kubernetes-preserve-unknown-fields"] = True
+        rules = cls.__dict__.get("CEL_RULES")
+        if rules:
+            node["x-kubernetes-validations"] = [{"message": message, "rule": rule} for rule, message in rules]
         return node
 
     def field_schema(self, field: FieldInfo) -> _Schema:
@@ -234,7 +237,20 @@ def openapi_schema(cls: type[KubeObject]) -> dict[str, Any]:
         root["required"] = required
     else:
         root.pop("required", None)
+    _add_transition_rules(root, registry.hooks_for(cls).immutable_rules)
     return root
+
+
+def _add_transition_rules(root: _Schema, rules: Mapping[str, tuple[str, str]]) -> None:
+    """Immutability as DPF's CRDs state it: an x-kubernetes-validations transition rule on the field itself,
+    so a real API server holding these CRDs refuses the change as the twin's admission does."""
+    for path, (rule, message) in rules.items():
+        node: _Schema | None = root
+        for part in path.rstrip("?").split("."):
+            node = node.get("properties", {}).get(part) if node is not None else None
+        if node is None:
+            raise ValueError(f"immutable rule on {path!r}: no such field in the schema")
+        node.setdefault("x-kubernetes-validations", []).append({"message": message, "rule": rule})
 
 
 _AGE_COLUMN = {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"}

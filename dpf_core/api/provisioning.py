@@ -725,10 +725,25 @@ class DPUCluster(KubeObject):
 
 # --- registration ------------------------------------------------------------------------------------
 
-register(BFB, Hooks(default=[default_bfb_file_name], validate_delete=[validate_bfb_delete], immutable=["spec"]))
+# The CRDs' transition rules (x-kubernetes-validations), rule text and message as DPF's CRDs spell them.
+_VALUE_IMMUTABLE = "Value is immutable"
+register(
+    BFB,
+    Hooks(
+        default=[default_bfb_file_name],
+        validate_delete=[validate_bfb_delete],
+        immutable=["spec"],
+        immutable_rules={"spec": ("self == oldSelf", _VALUE_IMMUTABLE)},
+    ),
+)
 register(
     DPUFlavor,
-    Hooks(validate_create=[validate_dpuflavor_create], validate_delete=[validate_dpuflavor_delete], immutable=["spec"]),
+    Hooks(
+        validate_create=[validate_dpuflavor_create],
+        validate_delete=[validate_dpuflavor_delete],
+        immutable=["spec"],
+        immutable_rules={"spec": ("self == oldSelf", "DPUFlavor spec is immutable")},
+    ),
 )
 register(
     DPUSet,
@@ -740,6 +755,18 @@ register(
         validate_create=[validate_dpu_create],
         validate_update=[validate_dpu_update],
         immutable=["spec.nodeName", "spec.pciAddress?", "spec.cluster.name?", "spec.cluster.namespace?"],
+        immutable_rules={
+            "spec.nodeName": ("self == oldSelf", _VALUE_IMMUTABLE),
+            "spec.pciAddress?": ("self == oldSelf", _VALUE_IMMUTABLE),
+            "spec.cluster.name?": ("self==oldSelf", _VALUE_IMMUTABLE),
+            "spec.cluster.namespace?": ("self==oldSelf", _VALUE_IMMUTABLE),
+        },
     ),
 )
-register(DPUCluster, Hooks(immutable=["spec.kubeconfig?"]))
+register(
+    DPUCluster,
+    Hooks(
+        immutable=["spec.kubeconfig?"],
+        immutable_rules={"spec.kubeconfig?": ('oldSelf==""||self==oldSelf', "kubeconfig is immutable")},
+    ),
+)

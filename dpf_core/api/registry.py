@@ -35,6 +35,9 @@ class Hooks:
 
     `immutable` lists wire paths (dotted, from the object root) that may not change once set; "spec" makes
     the whole spec immutable. A path ending in `?` is immutable only once it has a non-empty value.
+    `immutable_rules` gives a path (spelled as in `immutable`) the CRD's transition rule and message
+    (x-kubernetes-validations): the refusal then reads as the API server's CEL error and the rendered CRD
+    carries the rule, so a real API server enforces it too.
     """
 
     default: list[Defaulter] = field(default_factory=list)
@@ -42,6 +45,7 @@ class Hooks:
     validate_update: list[UpdateValidator] = field(default_factory=list)
     validate_delete: list[DeleteValidator] = field(default_factory=list)
     immutable: list[str] = field(default_factory=list)
+    immutable_rules: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 _BY_API_KIND: dict[tuple[str, str], type[KubeObject]] = {}

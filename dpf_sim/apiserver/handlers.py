@@ -29,9 +29,20 @@ import yaml
 from aiohttp import web
 
 from dpf_core.api import admission
+from dpf_core.api.external import Namespace
 from dpf_core.api.kubeyaml import KubeYamlLoader
 from dpf_core.api.meta import KubeObject
-from dpf_core.errors import AlreadyExists, ApiError, BadRequest, Conflict, FieldCause, Gone, Invalid, NotFound
+from dpf_core.errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    FieldCause,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+)
 from dpf_core.runtime import parse_rfc3339, rfc3339
 from dpf_core.store.memory import MemoryStore, ResourceVersionTooLarge
 from dpf_core.store.patch import PatchError, json_patch, merge_patch
@@ -82,6 +93,10 @@ class ServerConfig:
     # below it; a deeper document is an attack on the recursive code behind decoding (admission, pruning,
     # managedFields), not a manifest.
     max_depth: int = 100
+    # NamespaceLifecycle's refusal of content in a namespace that does not exist (404 `namespaces "x" not
+    # found`). Off by default: a bare server over a store without Namespaces, and `dpf serve` until every
+    # sample manifest carries its own Namespace. A terminating namespace refuses new content regardless.
+    require_namespace: bool = False
 
 
 class UnsupportedMediaType(ApiError):
@@ -207,8 +222,20 @@ class Route:
 # ---- small helpers ---------------------------------------------------------------------------------------------
 
 
+def _invalid_message(err: Invalid) -> str:
+    """apimachinery's NewInvalid: the qualified kind (`Kind.group`), the name, then the field errors as one
+    aggregate (a lone error as is, several in brackets, comma-separated)."""
+    qualified = f"{err.kind}.{err.group}" if err.group else err.kind
+    shown = [str(c) for c in err.causes]
+    if not shown:
+        return f'{qualified} "{err.name}" is invalid'
+    return f'{qualified} "{err.name}" is invalid: ' + (shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]")
+
+
 def status_body(err: ApiError) -> dict[str, Any]:
     body = err.to_status()
+    if isinstance(err, Invalid) and err.kind:
+        body["message"] = _invalid_message(err)
     details = dict(body.get("details") or {})  # type: ignore[call-overload]
     if err.code == 404 and err.kind:
         from dpf_core.api import registry
@@ -802,6 +829,37 @@ def _validate_fields(request: web.Request, raw: dict[str, Any], cls: type[KubeOb
     return pruned, warnings
 
 
+def _activate(ops: Any, created: KubeObject) -> KubeObject:
+    """The namespace strategy's PrepareForCreate: a Namespace created through the API is Active at once. The
+    twin's own namespaces are made Active by whoever creates them (serve's system namespaces)."""
+    if not isinstance(created, Namespace) or created.status.phase is not None:
+        return created
+    if isinstance(ops, MemoryStore):
+        return ops.patch(Namespace, created.name, None, {"status": {"phase": "Active"}}, subresource="status")
+    shown = created.deepcopy()
+    shown.status.phase = "Active"
+    return shown
+
+
+def _namespace_lifecycle(store: MemoryStore, cls: type[KubeObject], name: str, namespace: str | None, *,
+                         required: bool) -> None:
+    """The NamespaceLifecycle admission plugin: nothing is created in a namespace that is being deleted (nor,
+    when `required`, in one that does not exist). Only requests through the API pass it; the twin's own
+    models write the store directly."""
+    if not cls.KIND.namespaced or not namespace:
+        return
+    ns = store.try_get(Namespace, namespace)
+    if ns is None:
+        if required:
+            raise NotFound(f'namespaces "{namespace}" not found', kind="Namespace", name=namespace)
+        return
+    if ns.metadata.deletion_timestamp is not None or ns.status.phase == "Terminating":
+        info = cls.KIND
+        resource = f"{info.plural}.{info.group}" if info.group else info.plural
+        raise Forbidden(f'{resource} "{name}" is forbidden: unable to create new content in namespace {namespace} '
+                        "because it is being terminated", kind=info.kind, name=name, group=info.group)
+
+
 async def create(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
     body = await read_body(request, (JSON, YAML), shared.config)
     raw = _check_identity(body, route, for_create=True)
@@ -812,9 +870,13 @@ async def create(request: web.Request, shared: Shared, cluster: Cluster, route: 
     dry = dry_run(request)
 
     def write() -> KubeObject:
+        md = raw["metadata"]
+        _namespace_lifecycle(cluster.store, route.cls, str(md.get("name") or md.get("generateName") or ""),
+                             md.get("namespace"), required=shared.config.require_namespace)
         ssa.record_update(None, raw, manager, "", rfc3339(shared.now()))
         ops = DryRunStore(cluster.store, shared.now) if dry else cluster.store
-        return ops.create(admission.decode(raw, route.cls))
+        created = ops.create(admission.decode(raw, route.cls))
+        return _activate(ops, created)
 
     obj = await shared.call(write)
     if not dry:
@@ -920,10 +982,11 @@ async def server_side_apply(request: web.Request, shared: Shared, cluster: Clust
         if live is None:
             if sub:
                 raise NotFound(f'{info.plural}.{info.group} "{name}" not found', kind=info.kind, name=name, group=info.group)
+            _namespace_lifecycle(store, cls, name, route.namespace, required=shared.config.require_namespace)
             new = ssa.apply(None, config, manager, force=force, subresource="", now=now, kind=info.kind, name=name, group=info.group)
             if info.status_subresource:
                 new.pop("status", None)
-            return ops.create(admission.decode(new, cls)), 201
+            return _activate(ops, ops.create(admission.decode(new, cls))), 201
         new = ssa.apply(live.wire(), config, manager, force=force, subresource=sub, now=now, kind=info.kind, name=name,
                         group=info.group)
         new["metadata"]["resourceVersion"] = live.metadata.resource_version
@@ -987,6 +1050,69 @@ def _propagation(opts: dict[str, Any]) -> Propagation:
     return cast(Propagation, policy)
 
 
+# ---- the namespace controller's part: a deleted namespace empties, then goes ------------------------------------
+
+# Stands in for the namespace's spec.finalizers ["kubernetes"]: the store holds an object only for metadata
+# finalizers, so a namespace being deleted carries this one until its content is gone.
+NAMESPACE_FINALIZER = "kubernetes"
+_NAMESPACE_PASS_S = 0.2
+_background: set[asyncio.Task[None]] = set()
+
+
+def _namespace_content(store: MemoryStore, namespace: str) -> list[KubeObject]:
+    from dpf_core.api import registry
+
+    return [o for c in registry.all_kinds() if c.KIND.namespaced for o in store.list(c, namespace)]
+
+
+def _finalize_namespace(store: MemoryStore, name: str) -> bool:
+    """One pass of the namespace controller over a terminating namespace: delete everything in it (each object
+    still honours its own finalizers); once nothing is left, release the namespace. True when it is gone."""
+    ns = store.try_get(Namespace, name)
+    if ns is None:
+        return True
+    if ns.metadata.deletion_timestamp is None:
+        return True
+    for obj in _namespace_content(store, name):
+        if obj.metadata.deletion_timestamp is None:
+            # A webhook may refuse (vbfb while a DPUSet names the BFB): the namespace stays Terminating and the
+            # next pass tries again, as the namespace controller does; the DELETE of the namespace succeeded.
+            with contextlib.suppress(NotFound, Conflict, Forbidden):
+                store.delete(type(obj), obj.name, name)
+    if _namespace_content(store, name):
+        return False
+    if NAMESPACE_FINALIZER in ns.metadata.finalizers:
+        rest = [f for f in ns.metadata.finalizers if f != NAMESPACE_FINALIZER]
+        store.patch(Namespace, name, None, {"metadata": {"finalizers": rest}})
+    return store.try_get(Namespace, name) is None
+
+
+def _delete_namespace(store: MemoryStore, name: str, uid: str | None, resource_version: str | None) -> bool:
+    """DELETE of a namespace: Terminating at once, content deleted by the namespace controller (here: now,
+    then by `_namespace_controller` until it is empty). True when the namespace is already gone."""
+    ns = store.get(Namespace, name)
+    if ns.metadata.deletion_timestamp is None:
+        if uid is not None and uid != ns.metadata.uid:
+            raise Conflict(f'Operation cannot be fulfilled on namespaces "{name}": Precondition failed: UID in precondition: '
+                           f"{uid}, UID in object meta: {ns.metadata.uid}", kind="Namespace", name=name)
+        if resource_version is not None and resource_version != ns.metadata.resource_version:
+            raise Conflict(f'Operation cannot be fulfilled on namespaces "{name}": Precondition failed: ResourceVersion in '
+                           f"precondition: {resource_version}, ResourceVersion in object meta: {ns.metadata.resource_version}",
+                           kind="Namespace", name=name)
+        if NAMESPACE_FINALIZER not in ns.metadata.finalizers:
+            store.patch(Namespace, name, None, {"metadata": {"finalizers": [*ns.metadata.finalizers, NAMESPACE_FINALIZER]}})
+        store.delete(Namespace, name, None)
+        with contextlib.suppress(NotFound):
+            store.patch(Namespace, name, None, {"status": {"phase": "Terminating"}}, subresource="status")
+    return _finalize_namespace(store, name)
+
+
+async def _namespace_controller(shared: Shared, cluster: Cluster, name: str) -> None:
+    while not await shared.call(lambda: _finalize_namespace(cluster.store, name)):
+        await asyncio.sleep(_NAMESPACE_PASS_S)
+    shared.poke()
+
+
 async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: Route) -> web.Response:
     cls = route.cls
     opts = await _delete_options(request, shared.config)
@@ -1005,16 +1131,25 @@ async def delete(request: web.Request, shared: Shared, cluster: Cluster, route: 
                 return kept.wire()
             info = cls.KIND
             return success_status({"name": name, "group": info.group, "kind": info.plural, "uid": before.metadata.uid or ""})
-        store.delete(cls, name, route.namespace, policy, uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
+        if cls is Namespace:
+            if not _delete_namespace(store, name, pre.get("uid"), pre.get("resourceVersion")):
+                pending.append(name)
+        else:
+            store.delete(cls, name, route.namespace, policy, uid=pre.get("uid"), resource_version=pre.get("resourceVersion"))
         after = store.try_get(cls, name, route.namespace)
         if after is not None:
             return after.wire()  # finalizers hold it: deletionTimestamp set, the object stays
         info = cls.KIND
         return success_status({"name": name, "group": info.group, "kind": info.plural, "uid": before.metadata.uid or ""})
 
+    pending: list[str] = []
     out = await shared.call(write)
     if not dry:
         shared.poke()
+    for ns in pending:
+        task = asyncio.get_running_loop().create_task(_namespace_controller(shared, cluster, ns))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
     return _respond(out)
 
 

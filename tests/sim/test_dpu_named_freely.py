@@ -13,8 +13,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dpf_core.api.external import Node, Pod
 from dpf_core.api.provisioning import DPU, DPU_PCI_ADDRESS_LABEL, DPUPhase
 from dpf_core.store.memory import MemoryStore
@@ -216,8 +214,6 @@ fleet: {racks: 1, hostsPerRack: 2}
 """
 
 
-@pytest.mark.xfail(strict=True, reason="dpf_sim/serve.py _dms_host finds the BlueField by the owner DPU's name "
-                                       "(not ours): should use twin.dpu_names.bluefield_of(dpu)")
 def test_exec_in_the_dms_pod_of_a_freely_named_dpu_reaches_its_host(tmp_path: Path) -> None:
     served = ServedTwin(load_scenario_text(SERVED), ServeOptions(tls=False, controllers=False,
                                                                  kubeconfig_out=tmp_path / "k"), out=io.StringIO())

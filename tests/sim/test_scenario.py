@@ -145,7 +145,7 @@ def test_semantic_errors_are_collected_together(tmp_path: Path) -> None:
         f"{path}:1: fleet.colour: unknown field",
         f"{path}:4: timeline[0].apply.file: manifest file {tmp_path / 'nowhere.yaml'}: No such file or directory",
         f"{path}:7: timeline[1].apply.file: manifest {manifests}: document 2 (line 10): spec.strategy.type: "
-        "Unsupported value: \"Sideways\": supported values: 'Recreate' or 'RollingUpdate'",
+        "Unsupported value: \"Sideways\": supported values: \"Recreate\", \"RollingUpdate\"",
         f'{path}:7: timeline[1].apply.file: manifest {manifests}: document 2 (line 11): spec.bogus: unknown field "spec.bogus"',
         f"{path}:14: timeline[2].apply.manifests[0].spec.url: Invalid value: \"ftp://nope\": spec.url in body should "
         "match '^(http|https)://.+\\.bfb$'",
