@@ -12,7 +12,8 @@ On ADD:
   does not complete offloaded checksums), is moved into the pod's namespace and renamed to CNI_IFNAME; the
   host end `sfc<8 hex of sha256(containerID/ifname)>` stays and becomes a br-sfc port;
 - OVSDB rows as ovs-cni writes them: Interface external_ids `iface-id=<OvnPort arg>`,
-  `dpf-id=<K8S_POD_NAMESPACE>/<K8S_POD_NAME>/<ifname>`; Port external_ids `contNetns`, `contIface`,
+  `dpf-id=<K8S_POD_NAMESPACE>/<K8S_POD_NAME>/<ifname>` (`/<ifname>` when CNI_ARGS is empty), `mtu_request` when
+  the config's `mtu` is over 100; Port external_ids `contNetns`, `contIface`,
   `owner=ovs-cni.network.kubevirt.io`; `ofport_request` from the config, else FNV-1a-32(port name) & 0xFF (a
   hash of 0 requests nothing: OVSDB's ofport_request starts at 1, where Go would write an invalid 0);
 - the IP: from `prevResult` (a chained plugin already ran IPAM) or from the `ipam` section, delegated to the
@@ -22,6 +23,10 @@ On ADD:
 A second ADD for the same container and interface replaces what the first made (ovs-cni removes a port it
 already manages). DEL removes the port, both veth ends and the IPAM allocation, and succeeds when any of them is
 already gone. CHECK verifies prevResult against the namespace and OVSDB.
+
+The environment is checked as libcni's skel checks it (which CNI_* each command needs, the interface name
+rules, skel's messages); CNI_ARGS as LoadArgs reads them into ovs-cni's EnvArgs (IgnoreUnknown, MAC, OvnPort,
+K8S_POD_NAMESPACE, K8S_POD_NAME; anything else needs IgnoreUnknown=1/true).
 
 Configuration keys are ovs-cni's: `bridge` (default br-sfc), `socket_file` (OVSDB, default
 unix:/var/run/openvswitch/db.sock; a bare path means a unix socket), `ofport_request`, `interface_type` (the
@@ -57,6 +62,9 @@ ERR_IO = 5
 ERR_DECODE = 6
 ERR_INVALID_CONFIG = 7
 ERR_TRY_AGAIN = 11
+# libcni's skel reports any error a plugin returns without a code as ErrInternal; ovs-cni's own errors (bad
+# CNI_ARGS among them) reach the runtime so.
+ERR_INTERNAL = 999
 # Plugin-specific (100+).
 ERR_OVS = 100
 ERR_NETLINK = 101
@@ -141,24 +149,83 @@ class Request:
 
     @property
     def dpf_id(self) -> str:
-        return f"{self.args.get('K8S_POD_NAMESPACE', '')}/{self.args.get('K8S_POD_NAME', '')}/{self.ifname}"
+        # ovs-cni's CmdAdd starts from `<ns>/<name>` only when CNI_ARGS is non-empty, then appends "/<ifname>".
+        pod = f"{self.args.get('K8S_POD_NAMESPACE', '')}/{self.args.get('K8S_POD_NAME', '')}" \
+            if self.env.get("CNI_ARGS") else ""
+        return f"{pod}/{self.ifname}"
 
     @property
     def host_ifname(self) -> str:
         return host_ifname(self.container_id, self.ifname)
 
 
-def parse_cni_args(text: str) -> dict[str, str]:
-    """CNI_ARGS: `K=V;K=V` (IgnoreUnknown and friends included)."""
+# The CNI_ARGS keys ovs-cni's EnvArgs declares (libcni's CommonArgs brings IgnoreUnknown).
+KNOWN_ARGS = ("IgnoreUnknown", "MAC", "OvnPort", "K8S_POD_NAMESPACE", "K8S_POD_NAME")
+
+
+def _go_quote(text: str) -> str:
+    return json.dumps(text)
+
+
+def parse_cni_args(text: str, *, strict: bool = True) -> dict[str, str]:
+    """CNI_ARGS as libcni's LoadArgs reads them into ovs-cni's EnvArgs: `K=V` pairs split on ';', exactly one
+    '=' each, keys matched case-sensitively; keys ovs-cni does not declare are an error unless IgnoreUnknown
+    is 1/true. Unknown pairs are kept (they do no harm and help diagnostics)."""
     out: dict[str, str] = {}
-    for part in text.split(";"):
-        if not part.strip():
-            continue
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise CniError(ERR_INVALID_ENV, f"ARGS: invalid pair {part!r}")
-        out[key.strip()] = value.strip()
+    if not text:
+        return out
+    unknown: list[str] = []
+    for pair in text.split(";"):
+        kv = pair.split("=")
+        if len(kv) != 2:
+            if not strict:
+                continue
+            raise CniError(ERR_INTERNAL, f"ARGS: invalid pair {_go_quote(pair)}")
+        key, value = kv
+        if key not in KNOWN_ARGS:
+            unknown.append(pair)
+        out[key] = value
+    ignore = out.get("IgnoreUnknown", "")
+    if not strict:
+        return out
+    if ignore.lower() not in ("", "1", "true", "0", "false"):
+        raise CniError(ERR_INTERNAL, f"ARGS: error parsing value of pair {_go_quote('IgnoreUnknown=' + ignore)}: "
+                                     f"boolean unmarshal error: invalid value {_go_quote(ignore)}")
+    if unknown and ignore.lower() not in ("1", "true"):
+        raise CniError(ERR_INTERNAL, f"ARGS: unknown args [{' '.join(map(_go_quote, unknown))}]")
     return out
+
+
+# libcni's skel: which CNI_* variables each command needs, in the order it checks them.
+REQUIRED_ENV = (("CNI_CONTAINERID", ("ADD", "CHECK", "DEL")), ("CNI_NETNS", ("ADD", "CHECK")),
+                ("CNI_IFNAME", ("ADD", "CHECK", "DEL")), ("CNI_PATH", ("ADD", "CHECK", "DEL")))
+MAX_IFNAME = 15
+
+
+def validate_ifname(name: str) -> None:
+    """libcni's ValidateInterfaceName, with its messages."""
+    if not name:
+        raise CniError(ERR_INVALID_ENV, "interface name is empty")
+    if len(name) > MAX_IFNAME:
+        raise CniError(ERR_INVALID_ENV, "interface name is too long",
+                       f"interface name should be less than {MAX_IFNAME + 1} characters")
+    if name in (".", ".."):
+        raise CniError(ERR_INVALID_ENV, "interface name is . or ..")
+    if any(c in "/:" or c.isspace() for c in name):
+        raise CniError(ERR_INVALID_ENV, "interface name contains / or : or whitespace characters")
+
+
+def check_environment(env: Mapping[str, str], command: str) -> None:
+    missing = []
+    for name, needed_by in REQUIRED_ENV:
+        value = env.get(name, "")
+        if not value:
+            if command in needed_by:
+                missing.append(name)
+        elif name == "CNI_IFNAME" and command in needed_by:
+            validate_ifname(value)
+    if missing:
+        raise CniError(ERR_INVALID_ENV, f"required env variables [{','.join(missing)}] missing")
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -170,8 +237,11 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 def read_request(env: Mapping[str, str], stdin: bytes) -> Request:
     command = env.get("CNI_COMMAND", "")
+    if not command:
+        raise CniError(ERR_INVALID_ENV, "required env variables [CNI_COMMAND] missing")
+    check_environment(env, command)
     if command not in ("ADD", "DEL", "CHECK", "VERSION"):
-        raise CniError(ERR_INVALID_ENV, f"unknown CNI_COMMAND {command!r}" if command else "CNI_COMMAND is not set")
+        raise CniError(ERR_INVALID_ENV, f"unknown CNI_COMMAND: {command}")
     try:
         config = json.loads(stdin or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -180,16 +250,13 @@ def read_request(env: Mapping[str, str], stdin: bytes) -> Request:
         raise CniError(ERR_DECODE, "the network configuration is not a JSON object")
     version = str(config.get("cniVersion") or "")
     if command != "VERSION":
-        missing = [k for k in ("CNI_CONTAINERID", "CNI_IFNAME") if not env.get(k)]
-        if command != "DEL" and not env.get("CNI_NETNS"):
-            missing.append("CNI_NETNS")
-        if missing:
-            raise CniError(ERR_INVALID_ENV, f"required environment variables missing: {', '.join(missing)}")
         if not version:
             raise CniError(ERR_INVALID_CONFIG, "cniVersion is required")
         if version not in SUPPORTED_VERSIONS:
-            raise CniError(ERR_INCOMPATIBLE_VERSION, f"incompatible CNI versions; config is {version!r}, plugin "
-                                                     f"supports {SUPPORTED_VERSIONS}")
+            # skel's checkVersionAndCall: the short message, and version.ErrorIncompatible's Details.
+            raise CniError(ERR_INCOMPATIBLE_VERSION, "incompatible CNI versions",
+                           f"config is {_go_quote(version)}, plugin supports "
+                           f"[{' '.join(map(_go_quote, SUPPORTED_VERSIONS))}]")
         if command == "CHECK" and _version_tuple(version) < (0, 4, 0):
             raise CniError(ERR_INCOMPATIBLE_VERSION, f"CHECK is not supported by cniVersion {version}")
         for key, kind in (("name", str), ("type", str)):
@@ -202,14 +269,15 @@ def read_request(env: Mapping[str, str], stdin: bytes) -> Request:
                 raise CniError(ERR_INVALID_CONFIG, f"{key} must be a non-negative integer")
         if config.get("vlan") is not None or config.get("trunk"):
             raise CniError(ERR_UNSUPPORTED_FIELD, "vlan/trunk ports are not supported on br-sfc")
-        if len(env.get("CNI_IFNAME", "")) > 15:
-            raise CniError(ERR_INVALID_ENV, f"CNI_IFNAME {env['CNI_IFNAME']!r} is longer than 15 characters")
     return Request(
         command=command,
         container_id=env.get("CNI_CONTAINERID", ""),
         netns=env.get("CNI_NETNS", ""),
         ifname=env.get("CNI_IFNAME", ""),
-        args=parse_cni_args(env.get("CNI_ARGS", "")),
+        # DEL reads them leniently: an ADD refused for its CNI_ARGS made nothing, and ovs-cni's DEL then finds
+        # no cached config and succeeds; an error here would have the runtime retry the DEL forever.
+        args=parse_cni_args(env.get("CNI_ARGS", ""), strict=command in ("ADD", "CHECK")) if command != "VERSION"
+        else {},
         path=[p for p in env.get("CNI_PATH", "").split(":") if p],
         config=config,
         raw=stdin,
@@ -471,10 +539,15 @@ def attach(ovs: Any, req: Request, host: str) -> None:
     try:
         ovs.ensure_port(
             req.bridge, host, str(req.config.get("interface_type") or ""),
-            iface_external_ids={"iface-id": req.args.get("OvnPort", req.args.get("ovnPort", "")), "dpf-id": req.dpf_id},
+            iface_external_ids={"iface-id": req.args.get("OvnPort", ""), "dpf-id": req.dpf_id},
             port_external_ids={"contNetns": req.netns, "contIface": req.ifname, "owner": OVS_CNI_OWNER},
             ofport_request=request or None,
         )
+        mtu = int(req.config.get("mtu") or 0)
+        if mtu > 100:
+            # ovs-cni's createInterfaceOperation: a DPDK port (DPF's `interface_type: dpdk`) takes its MTU from
+            # mtu_request, not from netlink.
+            ovs.api.db_set("Interface", host, ("mtu_request", mtu)).execute(check_error=True)
     except Exception as e:
         raise CniError(ERR_OVS, f"failed to attach {host} to {req.bridge}", str(e)) from None
 

@@ -6,9 +6,11 @@ client certificate of Secret `dpf-provisioning-client-secret` and the root CA `c
 
 - GnmiSetMode    -> gNMI.Set, update `/nvidia/mode/config/mode` = string_val "DPU";
 - OsInstall      -> gNOI OS.Install stream: TransferRequest{version}, wait TransferReady, content chunks (a
-                    file of the BFB directory, or the bytes of bf.cfg), TransferEnd, wait Validated;
+                    file of the BFB directory, or the bytes of bf.cfg), TransferEnd, wait Validated, which
+                    must name the requested version (gnoigo's check; a Validated at once needs not);
 - OsActivate     -> gNOI OS.Activate{version, no_reboot};
-- RebootStatusOp -> gNOI System.RebootStatus for subcomponent `CPU` -> RebootStatusResult;
+- RebootStatusOp -> gNOI System.RebootStatus for subcomponent `CPU` -> RebootStatusResult (message = the
+                    response's `reason`, which DPF reports failures with);
 - OsVerify       -> gNOI OS.Verify -> OsVerifyResult(version, activation_fail_message) (only a resumed install
                     asks; a DMS without it answers UNIMPLEMENTED -> OpError "Unimplemented").
 
@@ -164,6 +166,11 @@ def op_error(e: grpc.RpcError, what: str, target: DmsTarget, address: str) -> Op
     return OpError(f"{where}: {name}: {details}", _camel(name))
 
 
+def _go_quote(text: str) -> str:
+    """Go's %q of a plain string, as gnoigo's messages print versions."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def mode_update(mode: str) -> gnmi_pb2.SetRequest:
     """DPF's setModeRequest: one update of /nvidia/mode/config/mode with a string value."""
     path = gnmi_pb2.Path(elem=[gnmi_pb2.PathElem(name=n) for n in MODE_PATH])
@@ -305,8 +312,10 @@ class DmsClient:
             op.target, SYSTEM_REBOOT_STATUS, system_pb2.RebootStatusRequest(subcomponents=[cpu_subcomponent()]),
             system_pb2.RebootStatusResponse, self.timeouts.reboot_status, "System.RebootStatus")
         status = response.status
+        # DPF words a failed reboot with the response's `reason`; RebootStatus.message only fills in for a
+        # target that leaves `reason` empty.
         return RebootStatusResult(active=response.active, status=system_pb2.RebootStatus.Status.Name(status.status),
-                                  message=status.message or response.reason)
+                                  message=response.reason or status.message)
 
     def reboot(self, target: DmsTarget, method: str = "COLD", message: str = "") -> None:
         """gNOI System.Reboot of the DPU's CPU (no core op asks for it; DPF reboots through the host)."""
@@ -354,7 +363,13 @@ class DmsClient:
                     if self.on_progress is not None:
                         self.on_progress(op.target, op.version, response.transfer_progress.bytes_received)
                 elif kind == "validated":
-                    return response.validated.version or op.version
+                    got = response.validated.version
+                    # gnoigo, which DPF installs through, holds a target to the version it was sent once
+                    # content went; a Validated at once (the target already has it) is taken as is.
+                    if ready.is_set() and got != op.version:
+                        raise OpError(f"{what} on {op.target.dpu}: installed version {_go_quote(got)} does not "
+                                      f"match requested version {_go_quote(op.version)}", "InstallError")
+                    return got or op.version
                 elif kind == "install_error":
                     err = response.install_error
                     kind_name = os_pb2.InstallError.Type.Name(err.type)

@@ -210,8 +210,15 @@ class _Dms:
         md = {k: v for k, v in (context.invocation_metadata() or ())}
         address, dpu = str(md.get(TARGET_METADATA, "")), str(md.get(DPU_METADATA, ""))
         if not address and not dpu:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                  f"the twin's DMS routes by metadata: send {DPU_METADATA} and/or {TARGET_METADATA}")
+            # A real DMS serves one DPU and reads no metadata: with one DMS serving, a client built from the
+            # upstream protos alone reaches it; with several the twin cannot tell which one is meant.
+            with self.pacer.lock:
+                serving = [b for b in self.bluefields.dpus.values() if b.dms_running and b.dms_address]
+            if len(serving) != 1:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"the twin's DMS routes by metadata when {len(serving)} DMS are serving: send {DPU_METADATA} "
+                      f"and/or {TARGET_METADATA}")
+            address = str(serving[0].dms_address)
         self.calls += 1
         return DmsTarget(dpu=dpu, address=address, pci_address="")
 
