@@ -258,8 +258,10 @@ def read_request(env: Mapping[str, str], stdin: bytes) -> Request:
                            f"config is {_go_quote(version)}, plugin supports "
                            f"[{' '.join(map(_go_quote, SUPPORTED_VERSIONS))}]")
         if command == "CHECK" and _version_tuple(version) < (0, 4, 0):
-            raise CniError(ERR_INCOMPATIBLE_VERSION, f"CHECK is not supported by cniVersion {version}")
-        for key, kind in (("name", str), ("type", str)):
+            raise CniError(ERR_INCOMPATIBLE_VERSION, "config version does not allow CHECK")  # skel's words
+        if not isinstance(config.get("name"), str) or not config.get("name"):
+            raise CniError(ERR_INVALID_CONFIG, "missing network name")  # skel's validateConfig
+        for key, kind in (("type", str),):
             if not isinstance(config.get(key), kind) or not config.get(key):
                 raise CniError(ERR_INVALID_CONFIG, f"network configuration field {key!r} is required")
         if "ipam" in config and not isinstance(config["ipam"], dict):

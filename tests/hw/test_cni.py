@@ -260,12 +260,12 @@ def test_repeated_add_replaces_the_first(runtime: Runtime, netns: Netns) -> None
 @pytest.mark.parametrize(("command", "conf", "env", "code", "msg"), [
     ("ADD", {"cniVersion": "9.9.9", "name": "n", "type": "dpf-sfc-cni"}, {}, 1, "incompatible CNI versions"),
     ("ADD", None, {"CNI_CONTAINERID": ""}, 4, "CNI_CONTAINERID"),
-    ("ADD", {"cniVersion": "1.0.0", "type": "dpf-sfc-cni"}, {}, 7, "'name' is required"),
+    ("ADD", {"cniVersion": "1.0.0", "type": "dpf-sfc-cni"}, {}, 7, "missing network name"),
     ("ADD", {"cniVersion": "1.0.0", "name": "n", "type": "x", "vlan": 10}, {}, 2, "vlan"),
     ("ADD", None, {"CNI_NETNS": "/var/run/netns/no-such-pod"}, 3, "does not exist"),
     ("ADD", {"cniVersion": "1.0.0", "name": "n", "type": "x", "ipam": {"type": "nope"}}, {}, 7,
      "failed to find IPAM plugin 'nope'"),
-    ("CHECK", {"cniVersion": "0.3.1", "name": "n", "type": "x"}, {}, 1, "CHECK is not supported"),
+    ("CHECK", {"cniVersion": "0.3.1", "name": "n", "type": "x"}, {}, 1, "config version does not allow CHECK"),
     ("CHECK", None, {}, 7, "prevResult missing"),
     ("BOGUS", None, {}, 4, "unknown CNI_COMMAND"),
 ])
