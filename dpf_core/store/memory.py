@@ -799,7 +799,8 @@ class MemoryStore:
         generated = not meta.name and bool(meta.generate_name)
         causes = self._scope_causes(t, meta) + self._name_causes(t, meta, generated)
         if causes:
-            raise Invalid(info.kind, ident, causes, group=info.group)
+            # ValidateObjectMeta reports every bad metadata field at once: bad labels too, not only the name.
+            raise Invalid(info.kind, ident, causes + self._meta_causes(meta, None), group=info.group)
         ns = meta.namespace or ""
         if t.namespaced:
             self._check_namespace_exists(ns)

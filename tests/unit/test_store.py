@@ -241,6 +241,16 @@ class TestCreate:
         with pytest.raises(Invalid, match=r"metadata.labels"):
             store.create(bad)
 
+    def test_a_bad_name_and_bad_labels_are_reported_together(self, store: MemoryStore) -> None:
+        bad = widget("Bad_Name")
+        bad.metadata.labels = {"ok": "has space"}
+        bad.metadata.annotations = {"no good/key/x": "v"}
+        with pytest.raises(Invalid) as e:
+            store.create(bad)
+        assert list(dict.fromkeys(c.field for c in e.value.causes)) == ["metadata.name", "metadata.labels",
+                                                                         "metadata.annotations"]
+        assert not store.exists(Widget, "Bad_Name", "default")
+
     def test_only_one_controller_reference(self, store: MemoryStore) -> None:
         a, b = store.create(widget("a")), store.create(widget("b"))
         with pytest.raises(Invalid, match=r"Only one reference can have Controller set to true"):
