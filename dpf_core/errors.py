@@ -110,6 +110,16 @@ class _InvalidPayload:
     causes: list[FieldCause] = field(default_factory=list)
 
 
+def invalid_message(kind: str, group: str, name: str, causes: list[FieldCause]) -> str:
+    """apimachinery's NewInvalid: the qualified kind (`Kind.group`), the name, then the field errors as one
+    aggregate (a lone error as is, several in brackets, comma-separated)."""
+    qualified = f"{kind}.{group}" if group else kind
+    shown = [str(c) for c in causes]
+    if not shown:
+        return f'{qualified} "{name}" is invalid'
+    return f'{qualified} "{name}" is invalid: ' + (shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]")
+
+
 class Invalid(ApiError):
     """HTTP 422: every bad field of one object, never just the first."""
 
@@ -118,8 +128,7 @@ class Invalid(ApiError):
 
     def __init__(self, kind: str, name: str, causes: list[FieldCause], *, group: str = "") -> None:
         self.causes = list(causes)
-        shown = "; ".join(str(c) for c in self.causes) or "invalid object"
-        super().__init__(f'{kind} "{name}" is invalid: {shown}', kind=kind, name=name, group=group)
+        super().__init__(invalid_message(kind, group, name, self.causes), kind=kind, name=name, group=group)
 
     def to_status(self) -> dict[str, object]:
         status = super().to_status()

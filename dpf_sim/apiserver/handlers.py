@@ -42,6 +42,7 @@ from dpf_core.errors import (
     Gone,
     Invalid,
     NotFound,
+    invalid_message,
 )
 from dpf_core.runtime import parse_rfc3339, rfc3339
 from dpf_core.store.memory import MemoryStore, ResourceVersionTooLarge
@@ -223,13 +224,7 @@ class Route:
 
 
 def _invalid_message(err: Invalid) -> str:
-    """apimachinery's NewInvalid: the qualified kind (`Kind.group`), the name, then the field errors as one
-    aggregate (a lone error as is, several in brackets, comma-separated)."""
-    qualified = f"{err.kind}.{err.group}" if err.group else err.kind
-    shown = [str(c) for c in err.causes]
-    if not shown:
-        return f'{qualified} "{err.name}" is invalid'
-    return f'{qualified} "{err.name}" is invalid: ' + (shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]")
+    return invalid_message(err.kind, err.group, err.name, err.causes)
 
 
 def status_body(err: ApiError) -> dict[str, Any]:
