@@ -42,7 +42,6 @@ from dpf_core.errors import (
     Gone,
     Invalid,
     NotFound,
-    invalid_message,
 )
 from dpf_core.runtime import parse_rfc3339, rfc3339
 from dpf_core.store.memory import MemoryStore, ResourceVersionTooLarge
@@ -223,14 +222,8 @@ class Route:
 # ---- small helpers ---------------------------------------------------------------------------------------------
 
 
-def _invalid_message(err: Invalid) -> str:
-    return invalid_message(err.kind, err.group, err.name, err.causes)
-
-
 def status_body(err: ApiError) -> dict[str, Any]:
-    body = err.to_status()
-    if isinstance(err, Invalid) and err.kind:
-        body["message"] = _invalid_message(err)
+    body = err.to_status()  # an Invalid's message is already apimachinery's (dpf_core.errors.invalid_message)
     details = dict(body.get("details") or {})  # type: ignore[call-overload]
     if err.code == 404 and err.kind:
         from dpf_core.api import registry

@@ -449,15 +449,21 @@ def test_upstream_activate_with_a_boot_config_is_still_understood(twin: Twin, pk
     assert response.activate_error.type == 1  # NON_EXISTENT_VERSION
 
 
+def _dpu_mode_set() -> Any:
+    """DPF's mode set (gNMI Set of nvidia/mode/config/mode = "DPU"), built from the upstream descriptions."""
+    request = up("gnmi.SetRequest")()
+    update = request.update.add()
+    for elem in ("nvidia", "mode", "config", "mode"):
+        update.path.elem.add(name=elem)
+    update.val.string_val = "DPU"
+    return request
+
+
 def test_upstream_client_without_routing_metadata_reaches_a_single_dpu_twin(pki: DmsPki) -> None:
     """A real DMS serves one DPU and knows no dpf-dpu metadata; an upstream client sends none."""
     t = Twin(pki, hosts=1)
     try:
-        request = up("gnmi.SetRequest")()
-        update = request.update.add()
-        for elem in ("nvidia", "mode", "config", "mode"):
-            update.path.elem.add(name=elem)
-        update.val.string_val = "DPU"
+        request = _dpu_mode_set()
         with upstream_channel(pki, t.server.address) as channel:
             unary(channel, "/gnmi.gNMI/Set", request)
         assert t.read(lambda: t.bfs.get(t.names[0]).mode) == "DPU"
@@ -469,11 +475,7 @@ def test_upstream_client_without_routing_metadata_reaches_a_single_dpu_twin(pki:
 def test_without_routing_metadata_a_twin_serving_several_dpus_refuses_to_guess(pki: DmsPki) -> None:
     t = Twin(pki, hosts=2)
     try:
-        request = up("gnmi.SetRequest")()
-        update = request.update.add()
-        for elem in ("nvidia", "mode", "config", "mode"):
-            update.path.elem.add(name=elem)
-        update.val.string_val = "DPU"
+        request = _dpu_mode_set()
         with upstream_channel(pki, t.server.address) as channel, pytest.raises(grpc.RpcError) as err:
             unary(channel, "/gnmi.gNMI/Set", request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

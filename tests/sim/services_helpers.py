@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dpf_sim.runner import Runner
+from dpf_sim.runner import Runner, RunResult
 from dpf_sim.scenario import LoadedScenario, load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -38,6 +38,18 @@ def before_step(loaded: LoadedScenario, step: str) -> LoadedScenario:
     expect = [e for e in scenario.expect
               if (spec := e.await_ or e.trace) is not None and (spec.after is None or spec.after in kept)]
     return dataclasses.replace(loaded, scenario=scenario.model_copy(update={"timeline": steps, "expect": expect}))
+
+
+def run_passing(path: Path, *, before: str | None = None) -> tuple[Runner, RunResult]:
+    """The scenario file at `path` run to its end, every expectation passed; with `before`, only the steps ahead
+    of that step and the awaits that do not wait for it or a later one."""
+    loaded = load_scenario(path)
+    if before is not None:
+        loaded = before_step(loaded, before)
+    runner = Runner(loaded, progress=False, series=False)
+    result = runner.run()
+    assert result.passed, "\n".join(f"{o.name}: {o.detail}" for o in result.failures)
+    return runner, result
 
 
 @pytest.fixture

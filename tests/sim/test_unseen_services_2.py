@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services_helpers import before_step, quiet_logging  # noqa: F401 (quiet_logging is a fixture)
+from services_helpers import quiet_logging, run_passing  # noqa: F401 (quiet_logging is a fixture)
 
 from dpf_core.api.external import Application, AppProject, IPPool, Namespace, Node, Pod
 from dpf_core.api.svc import DPUService, DPUServiceInterface, ServiceChain, ServiceInterface
 from dpf_sim.cni import ANNOTATION_NETWORK_STATUS
 from dpf_sim.runner import Runner, RunResult
-from dpf_sim.scenario import load_scenario
 
 HERE = Path(__file__).resolve().parent / "scenarios_unseen_svc"
 CLUSTER = "dpu-cplane-tenant1/dpu-cplane-tenant1"
@@ -29,15 +28,7 @@ pytestmark = pytest.mark.usefixtures("quiet_logging")
 
 
 def _run(name: str, *, before: str | None = None) -> tuple[Runner, RunResult]:
-    """The scenario; with `before`, only the steps ahead of that step and the awaits that do not wait for it or
-    a later one (the run then ends once they are decided)."""
-    loaded = load_scenario(HERE / f"{name}.yaml")
-    if before is not None:
-        loaded = before_step(loaded, before)
-    runner = Runner(loaded, progress=False, series=False)
-    result = runner.run()
-    assert result.passed, "\n".join(f"{o.name}: {o.detail}" for o in result.failures)
-    return runner, result
+    return run_passing(HERE / f"{name}.yaml", before=before)
 
 
 def _networks(pod: Pod) -> dict[str, dict[str, Any]]:

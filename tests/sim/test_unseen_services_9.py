@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from services_helpers import before_step, quiet_logging  # noqa: F401 (quiet_logging is a fixture)
+from services_helpers import before_step, quiet_logging, run_passing  # noqa: F401 (quiet_logging is a fixture)
 
 from dpf_core.api import admission, registry
 from dpf_core.api.external import IPPool, Pod, Secret, ServiceAccount
@@ -49,13 +49,7 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 
 
 def _run(name: str, *, before: str | None = None) -> tuple[Runner, RunResult]:
-    loaded = load_scenario(HERE / f"{name}.yaml")
-    if before is not None:
-        loaded = before_step(loaded, before)
-    runner = Runner(loaded, progress=False, series=False)
-    result = runner.run()
-    assert result.passed, "\n".join(f"{o.name}: {o.detail}" for o in result.failures)
-    return runner, result
+    return run_passing(HERE / f"{name}.yaml", before=before)
 
 
 def _service_pods(runner: Runner) -> dict[tuple[str, str], Pod]:
