@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -58,8 +60,6 @@ def run(
     html: Path | None = typer.Option(None, "--html", help="write a self-contained HTML report with plots here"),
 ) -> None:
     """Run a scenario on the twin. Exit 0 when every expectation holds, 1 when any fails, 2 for an invalid scenario."""
-    import logging
-
     from dpf_cli.run import run_command
 
     # Reconcile errors are retried and counted in the report; show them only when asked.
@@ -80,6 +80,8 @@ def run(
         typer.echo(line)
     for line in result.err:
         typer.echo(line, err=True)
+    global _SKIP_TEARDOWN
+    _SKIP_TEARDOWN = True
     raise typer.Exit(result.code)
 
 
@@ -103,8 +105,6 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no line per finished run"),
 ) -> None:
     """Run a scenario over a grid of parameters; write runs.csv, runs.parquet and sweep.html."""
-    import logging
-
     from dpf_sim.sweep import sweep_command
 
     # Reconcile errors are retried and counted; a sweep's terminal shows one line per finished run.
@@ -233,11 +233,29 @@ def scenario_schema() -> None:
     typer.echo(schema_text())
 
 
+# A finished `dpf run` still holds the whole fleet (~0.5 GB at 10,000 DPUs, ~4 GB at 100,000); freeing it
+# object by object at interpreter exit took 2.6 s at 10k and does nothing the kernel does not do at once.
+# Set by a command once everything is written; only the process entry point below acts on it (in-process
+# callers such as typer's CliRunner get the usual SystemExit).
+_SKIP_TEARDOWN = False
+
+
 def main() -> None:
     try:
         app()
     except BrokenPipeError:  # `dpf ... | head`
         sys.exit(0)
+    except SystemExit as done:
+        if not _SKIP_TEARDOWN:
+            raise
+        code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+        logging.shutdown()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            pass
+        os._exit(code)
 
 
 if __name__ == "__main__":
