@@ -57,6 +57,13 @@ def is_transient(e: BaseException) -> bool:
     return isinstance(e, ApiError) and (e.code == 429 or e.code >= 500)
 
 
+class ResourceVersionTooLarge(ApiError):
+    """A watch from a resourceVersion the store has not reached yet (the API server answers 504 Timeout)."""
+
+    code = 504
+    reason = "Timeout"
+
+
 class NotFound(ApiError):
     code = 404
     reason = "NotFound"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -65,18 +64,16 @@ def kubeconfig_for(cluster: str) -> bytes:
     return yaml.safe_dump(doc).encode()
 
 
-# The API server URL of each DPU cluster a user brought (a static DPUCluster's kubeconfig naming a server the
-# twin does not serve), keyed by the store standing in for it; weak, so a finished twin's stores go.
-_user_servers: weakref.WeakKeyDictionary[MemoryStore, str] = weakref.WeakKeyDictionary()
-
-
 class SimClusterClients:
     """dpf_core.ports.ClusterClients: a kubeconfig whose current context's cluster is `twin://<ns>/<name>`
     (or carries the `twin-cluster` extension naming `<ns>/<name>`) reaches that DPU cluster's store; one
     naming the server of a user-brought static cluster reaches the store standing in for it."""
 
-    def __init__(self, stores: dict[str, MemoryStore]) -> None:
+    def __init__(self, stores: dict[str, MemoryStore], user_servers: dict[str, str] | None = None) -> None:
         self.stores = stores
+        # The API server URL of each DPU cluster a user brought (a static DPUCluster's kubeconfig naming a server
+        # the twin does not serve), by the name of the store standing in for it (ClusterWorld fills it in).
+        self.user_servers = user_servers if user_servers is not None else {}
         # Controllers hand over the Secret's bytes on every pass; parse each kubeconfig once.
         self._servers: dict[bytes, str | None] = {}
         self._urls: dict[bytes, str | None] = {}
@@ -92,7 +89,7 @@ class SimClusterClients:
         url = self._urls[kubeconfig]
         if url is None:
             return None
-        return next((store for store in self.stores.values() if _user_servers.get(store) == url), None)
+        return next((self.stores[name] for name, server in self.user_servers.items() if server == url and name in self.stores), None)
 
 
 def _current_cluster(kubeconfig: bytes) -> dict[str, Any] | None:
@@ -163,8 +160,9 @@ class ClusterWorld:
 
     def __init__(self, env: simpy.Environment, clock: SimClock, host: MemoryStore, dpu_clusters: dict[str, MemoryStore],
                  new_store: Any, bluefields: BlueFields, hosts: Hosts, params: ClusterParams, rng: Any,
-                 dpu_names: DpuNames | None = None) -> None:
+                 dpu_names: DpuNames | None = None, user_servers: dict[str, str] | None = None) -> None:
         self.env = env
+        self.user_servers = user_servers if user_servers is not None else {}  # shared with SimClusterClients
         self.clock = clock
         self.host = host
         self.dpu_clusters = dpu_clusters
@@ -278,7 +276,7 @@ class ClusterWorld:
         store = self.dpu_clusters.get(cluster)
         if store is None:
             store = self.new_store(cluster)
-        _user_servers[store] = url
+        self.user_servers[cluster] = url
 
     def _dpu_of(self, pod: Pod) -> str | None:
         for ref in pod.metadata.owner_references:

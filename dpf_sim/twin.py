@@ -91,6 +91,7 @@ class Twin:
         self.dpu_names = DpuNames(self.host)
         self.dpu_names.on_slot_freed.append(self._wake_unassigned)
         self.dpu_clusters: dict[str, MemoryStore] = {}
+        self.user_servers: dict[str, str] = {}  # DPU-cluster store name -> the user-brought API server it stands in for
         # Hooks for attachments: a DPU cluster's store was created; a DPU joined its DPU cluster (its
         # node agents can start).
         self.cluster_created: list[Callable[[str, MemoryStore], None]] = []
@@ -231,7 +232,7 @@ class Twin:
         self.bluefields.poll = lambda op: self.tasks.executor(op)
         self.world = ClusterWorld(self.env, self.clock, self.host, self.dpu_clusters, self.new_store, self.bluefields, self.hosts,
                                   ClusterParams.model_validate(models.get("cluster", {})), self.streams.get("cluster"),
-                                  dpu_names=self.dpu_names)
+                                  dpu_names=self.dpu_names, user_servers=self.user_servers)
         self.world.dpu_joined = self.dpu_joined
         self.world.register_host_nodes()
         if self.serve_any_bfb:
@@ -242,7 +243,7 @@ class Twin:
         self.host.subscribe(self._host_node, [Node])
         self.host.subscribe(self._kubeconfig_changed, [Secret])
         self.ports = Ports(tasks=self.tasks, bfb_store=SimBfbStore(self.bfb_dir, self.env), dms=SimDms(self.bluefields),
-                           host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters))
+                           host_exec=SimHostExec(self.hosts), clusters=SimClusterClients(self.dpu_clusters, self.user_servers))
         provisioning = dict(models.get("provisioning", {}))
         self.options = ProvisioningOptions(**{**TWIN_POLLS, **provisioning})
         # The operator renders the provisioning controller's `--dms-timeout` from the DPFOperatorConfig and

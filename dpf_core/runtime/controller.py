@@ -12,7 +12,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, cast
+
+from mypy_extensions import mypyc_attr
 
 from dpf_core.api.meta import KubeObject
 from dpf_core.store.protocol import WatchEvent
@@ -275,11 +277,6 @@ class ProcessOutcome:
     duration: float
 
 
-@runtime_checkable
-class _HasReconcile(Protocol):
-    def reconcile(self, ctx: Context, req: Request) -> Result | None: ...
-
-
 class _NoLock:
     __slots__ = ()
 
@@ -293,6 +290,7 @@ class _NoLock:
 _NO_LOCK = _NoLock()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ControllerTotals(QueueTotals):
     """Running sums over the controllers sharing this object (`Controller.use_totals`): how many there are,
     keys queued in their work queues (`Controller.queued` summed) and reconciles run (`Controller.reconciles`
@@ -307,6 +305,8 @@ class ControllerTotals(QueueTotals):
         self.reconciles = 0
 
 
+# Compiled (dpf_core.compiled): controllers with their own watch plumbing subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Controller:
     """One reconciler, its work queue and its watches. Holds no thread and no timer.
 
@@ -330,7 +330,9 @@ class Controller:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.name = name
-        self._reconcile: ReconcileFn = reconciler.reconcile if isinstance(reconciler, _HasReconcile) else reconciler
+        # Not isinstance against a runtime-checkable Protocol: compiled code cannot define one.
+        method: ReconcileFn | None = getattr(reconciler, "reconcile", None)
+        self._reconcile: ReconcileFn = method if method is not None else cast(ReconcileFn, reconciler)
         self.reconciler = reconciler
         self.for_kind = for_kind
         self.max_concurrent = max_concurrent

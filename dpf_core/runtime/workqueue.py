@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
@@ -132,6 +134,7 @@ def default_controller_rate_limiter(*, with_bucket: bool = False) -> RateLimiter
     return MaxOfRateLimiter(per_item, bucket)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (dpf_core.compiled); ControllerTotals extends it
 class QueueTotals:
     """A running sum of `queued` over every queue that shares this object (`WorkQueue.use_totals`).
 

@@ -1,6 +1,8 @@
 """The object store: the client protocol, the in-memory store with Kubernetes semantics, selectors, patches."""
 
-from .memory import FOREGROUND_DELETION, ORPHAN, MemoryStore, ResourceVersionTooLarge, SnapshotMutated
+from dpf_core.errors import ResourceVersionTooLarge
+
+from .memory import FOREGROUND_DELETION, ORPHAN, MemoryStore, SnapshotMutated
 from .patch import PatchError, json_patch, merge_patch
 from .protocol import Client, Listener, PatchType, Propagation, Selector, Watchable, WatchEvent
 from .selectors import (

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from mypy_extensions import mypyc_attr
 from pydantic import BaseModel
 
 from dpf_core.api.meta import EMPTY_DICT, EMPTY_LIST, ReadOnlyEmptyDict, ReadOnlyEmptyList
@@ -34,6 +35,7 @@ from dpf_core.api.meta import EMPTY_DICT, EMPTY_LIST, ReadOnlyEmptyDict, ReadOnl
 __all__ = ["SharedFieldsSet", "compact"]
 
 
+@mypyc_attr(native_class=False)  # compiled (dpf_core.compiled), a set subclass stays a Python class
 class SharedFieldsSet(set[str]):
     """One interned `__pydantic_fields_set__`, held by every stored instance with these field names.
 

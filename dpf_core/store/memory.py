@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
+from mypy_extensions import mypyc_attr
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
@@ -46,6 +47,7 @@ from dpf_core.errors import (
     Gone,
     Invalid,
     NotFound,
+    ResourceVersionTooLarge,
 )
 
 from .compact import compact
@@ -78,13 +80,7 @@ _CONFLICT_TAIL = "the object has been modified; please apply your changes to the
 Key = tuple[str, str]  # (namespace or "" for cluster-scoped, name)
 
 
-class ResourceVersionTooLarge(ApiError):
-    """A watch from a resourceVersion the store has not reached yet (the API server answers 504 Timeout)."""
-
-    code = 504
-    reason = "Timeout"
-
-
+@mypyc_attr(native_class=False)
 class SnapshotMutated(RuntimeError):
     """A shared snapshot returned by the store was edited in place (caught by the mutation detector)."""
 
@@ -218,6 +214,9 @@ def _force(model: BaseModel, values: Mapping[str, Any]) -> None:
             model.__pydantic_fields_set__.add(k)
 
 
+# Compiled (dpf_core.compiled): tests subclass it to inject faults. No weak references to a store (a native
+# class has no slot for them).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryStore:
     """The object store of one cluster (the host, or one DPU cluster in the twin)."""
 

@@ -42,9 +42,10 @@ from dpf_core.errors import (
     Gone,
     Invalid,
     NotFound,
+    ResourceVersionTooLarge,
 )
 from dpf_core.runtime import parse_rfc3339, rfc3339
-from dpf_core.store.memory import MemoryStore, ResourceVersionTooLarge
+from dpf_core.store.memory import MemoryStore
 from dpf_core.store.patch import PatchError, json_patch, merge_patch
 from dpf_core.store.protocol import Propagation, WatchEvent
 from dpf_core.store.selectors import compile_label_selector

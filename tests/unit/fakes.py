@@ -6,6 +6,7 @@
   throw into the procedure) and records every op it saw.
 - `FakeBfbStore`, `FakeDms`, `FakeHostExec`, `FakeClusterClients`: the quick ports, as plain state.
 - `fake_ports(...)` wires them into a `Ports`.
+- `PatchableStore`: a MemoryStore whose methods a test may replace on the instance to inject API faults.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from dpf_core.store import MemoryStore
 from dpf_core.store.protocol import Client
 
 OpHandler = Callable[[Any], Any]
+
+
+class PatchableStore(MemoryStore):
+    """A MemoryStore a test may replace methods of on the instance (`store.try_get = failing`) to inject API
+    faults. The store is a compiled class when dpf_core.compiled's build is in use, and a compiled class's
+    instances take no attributes; an interpreted subclass's do, and the controllers (interpreted code) look
+    methods up on the instance. Calls the store makes to itself inside compiled code do not see them."""
 
 
 class OpScript:

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import yaml
+from fakes import PatchableStore
 
 from dpf_core.api.external import Secret
 from dpf_core.api.operator import DPFOperatorConfig
@@ -61,7 +62,7 @@ class Tokens:
 class World:
     def __init__(self, *controllers: Controller, clusters: int = 1, operator_config: bool = True) -> None:
         self.clock = ManualClock()
-        self.host = MemoryStore(clock=self.clock.now, name="host")
+        self.host = PatchableStore(clock=self.clock.now, name="host")  # brownout tests replace its reads
         self.clients = Clients()
         self.tokens = Tokens(self.clock)
         self.dpu: dict[str, MemoryStore] = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fakes import FakeBfbStore, FakeDms, FakeHostExec, FakeTasks, OpScript, fake_ports
+from fakes import FakeBfbStore, FakeDms, FakeHostExec, FakeTasks, OpScript, PatchableStore, fake_ports
 
 from dpf_core.api.external import Node, NodeMaintenance, Pod, Secret
 from dpf_core.api.operator import DPFOperatorConfig
@@ -84,7 +84,7 @@ class World:
     def __init__(self, *, autorun: bool = True, script: OpScript | None = None, max_nodes: int = 1000,
                  cluster_ready: bool = True) -> None:
         self.clock = ManualClock()
-        self.host = MemoryStore(self.clock.now, name="host")
+        self.host = PatchableStore(self.clock.now, name="host")  # brownout tests replace its reads
         self.dpu_cluster = MemoryStore(self.clock.now, name="dpu-cluster")
         self.script = script or OpScript()
         self.ports: Ports = fake_ports(handler=self.script, autorun=autorun, dpu_cluster=self.dpu_cluster,

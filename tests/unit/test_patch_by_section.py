@@ -43,15 +43,20 @@ CASES: list[tuple[dict[str, Any], dict[str, Any], str | None]] = [
 KINDS = {"DPU": DPU, "Pod": Pod, "Node": Node, "DPUSet": DPUSet}
 
 
+class WholeDocumentStore(MemoryStore):
+    """Never patches by section: every merge patch takes the whole-document path."""
+
+    def _merge_by_section(self, old: Any, patch: Any) -> None:
+        return None
+
+
 def _run(doc: dict[str, Any], patch: dict[str, Any], sub: str | None, by_section: bool) -> tuple[Any, ...]:
-    store = MemoryStore(lambda: 0.0, seed=7)
+    store = MemoryStore(lambda: 0.0, seed=7) if by_section else WholeDocumentStore(lambda: 0.0, seed=7)
     cls = KINDS[doc["kind"]]
     created = store.create(cls.model_validate(doc))
     edited = created.deepcopy()
     edited.metadata.labels["version"] = "2"
     store.update(edited)  # a second version, so resourceVersion "1" is stale
-    if not by_section:
-        store._merge_by_section = lambda old, patch: None  # type: ignore[method-assign]
     before = store.get(cls, created.name, created.namespace)
     before_wire = before.wire()
     try:
