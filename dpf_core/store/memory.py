@@ -77,7 +77,9 @@ _GENERATE_SUFFIX = 5
 _MAX_GENERATED_PREFIX = 63 - _GENERATE_SUFFIX
 _CONFLICT_TAIL = "the object has been modified; please apply your changes to the latest version and try again"
 
-Key = tuple[str, str]  # (namespace or "" for cluster-scoped, name)
+# (namespace or "" for cluster-scoped, name). Declared variable-length on purpose: compiled (dpf_core.compiled), a
+# fixed-size tuple is an unboxed value boxed anew wherever it is stored, one tuple object per index an object is in.
+Key = tuple[str, ...]
 
 
 @mypyc_attr(native_class=False)
