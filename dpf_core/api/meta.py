@@ -425,7 +425,7 @@ class KubeObject(Model):
         """This object carrying `status`, for `update_status` only: a shallow copy that shares everything else
         with `self` (a store snapshot, still read-only). A status write takes only `status` from its argument,
         so deep-copying the object for it would be wasted; `status` must be the caller's own copy."""
-        return self.model_copy(update={"status": status})
+        return shallow_copy(self, {"status": status})
 
     @classmethod
     def new(cls, name: str, namespace: str | None = None, **fields: Any) -> Self:

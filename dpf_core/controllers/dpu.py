@@ -49,7 +49,7 @@ from dpf_core.api.external import (
     Pod,
     Secret,
 )
-from dpf_core.api.meta import KubeObject, OwnerReference
+from dpf_core.api.meta import KubeObject, OwnerReference, shallow_copy
 from dpf_core.api.operator import DPFOperatorConfig
 from dpf_core.api.provisioning import (
     BFB,
@@ -470,7 +470,7 @@ class _Pass:
             # Shallow, with its own conditions list: `set` replaces a condition it changes (copy on write),
             # so the snapshot's conditions stay shared and untouched, and the store's status write copies
             # only what changed (meta.share_copy).
-            self._status = self.base.model_copy(update={"conditions": list(self.base.conditions)})
+            self._status = shallow_copy(self.base, {"conditions": list(self.base.conditions)})
         return self._status
 
     @property

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from dpf_core.api.external import Node
-from dpf_core.api.meta import IntOrString, KubeObject, OwnerReference
+from dpf_core.api.meta import IntOrString, KubeObject, OwnerReference, shallow_copy
 from dpf_core.api.provisioning import (
     DPU,
     DPU_HOST_IP_LABEL,
@@ -646,7 +646,7 @@ def roll(ctx: Context, dpu_set: DPUSet, dpus: list[DPU], total: int, unavailable
 def update_statistics(ctx: Context, dpu_set: DPUSet, stats: dict[str, int]) -> None:
     if stats == dpu_set.status.dpu_statistics:
         return
-    status = dpu_set.status.model_copy(update={"dpu_statistics": stats})
+    status = shallow_copy(dpu_set.status, {"dpu_statistics": stats})
     ctx.client.update_status(dpu_set.with_status(status))
 
 
