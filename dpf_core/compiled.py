@@ -162,7 +162,7 @@ def build(root: Path | None = None, python: str = sys.executable) -> Path:
         if not (stage / rel).is_file():
             raise RuntimeError(f"mypyc did not produce {rel}")
         modules[m] = {"file": str(rel), "sha256": _digest(_source(m, package))}
-    groups = [p for p in stage.glob(f"*__mypyc{suffix}")]
+    groups = list(stage.glob(f"*__mypyc{suffix}"))
     if len(groups) > 1:
         raise RuntimeError(f"more than one mypyc group library in {stage}: {groups}")
     group = {"name": groups[0].name.removesuffix(suffix), "file": groups[0].name} if groups else None

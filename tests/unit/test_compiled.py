@@ -4,6 +4,7 @@ them exactly, and a run gives the same results to the byte either way."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -93,8 +94,6 @@ def test_compiled_and_pure_python_runs_write_the_same_event_log(scenario: str) -
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if k != "DPF_COMPILED"}
 
 
