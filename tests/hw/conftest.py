@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -186,6 +187,18 @@ def ovs_adapter(ovs_sandbox: OvsSandbox) -> Iterator[Any]:
         yield adapter
     finally:
         adapter.close()
+
+
+@pytest.fixture
+def sfc_cni_path(ovs_sandbox: OvsSandbox, tmp_path: Path) -> Path:
+    """What a node gives the dpf-sfc-cni plugin: a userspace br-sfc in the sandbox's OVS and an (empty) CNI_PATH
+    directory, which is returned. Fails under DPF_REQUIRE_REAL=1 when the console script is not installed."""
+    plugin = Path(sys.executable).parent / "dpf-sfc-cni"
+    require_real("the dpf-sfc-cni executable", plugin.exists(), f"{plugin} missing: `pip install -e .` installs the console script")
+    ovs_sandbox.vsctl("add-br", "br-sfc", "--", "set", "Bridge", "br-sfc", "datapath_type=netdev", "fail_mode=secure")
+    cni_path = tmp_path / "cni-bin"
+    cni_path.mkdir()
+    return cni_path
 
 
 # --- network namespaces ----------------------------------------------------------------------------------

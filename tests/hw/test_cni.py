@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,13 +64,8 @@ class Runtime:
 
 
 @pytest.fixture
-def runtime(ovs_sandbox: OvsSandbox, tmp_path: Path, require_real_rule: Callable[[str, bool, str], None]) -> Runtime:
-    require_real_rule("the dpf-sfc-cni executable", PLUGIN.exists(),
-                      f"{PLUGIN} missing: `pip install -e .` installs the console script")
-    ovs_sandbox.vsctl("add-br", BR, "--", "set", "Bridge", BR, "datapath_type=netdev", "fail_mode=secure")
-    cni_path = tmp_path / "cni-bin"
-    cni_path.mkdir()
-    return Runtime(ovs_sandbox, cni_path)
+def runtime(ovs_sandbox: OvsSandbox, sfc_cni_path: Path) -> Runtime:
+    return Runtime(ovs_sandbox, sfc_cni_path)
 
 
 def netns_path(ns: Netns) -> str:
