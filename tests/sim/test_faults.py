@@ -20,6 +20,7 @@ from dpf_sim.twin import Twin, TwinConfig
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "provisioning.yaml"
 MANIFESTS = list(yaml.safe_load_all(SAMPLES.read_text()))
+SAMPLE_BFB = next(m for m in MANIFESTS if m["kind"] == "BFB")
 D0, D1, D2 = "worker-0-0-0000-04-00", "worker-0-1-0000-04-00", "worker-0-2-0000-04-00"
 NS = "dpf-operator-system"
 
@@ -147,7 +148,7 @@ def test_a_hang_in_the_host_reboot_recovers_after_the_watchdog_power_cycle() -> 
 
 
 def test_a_bfb_404_leaves_the_bfb_in_error_and_a_new_bfb_recovers_the_rollout() -> None:
-    url = MANIFESTS[2]["spec"]["url"]
+    url = SAMPLE_BFB["spec"]["url"]
     twin = twin_with({"type": "bfbNotFound", "url": url, "duration": 600})
     twin.run(500)
     assert [b.status.phase for b in twin.host.list(BFB)] == [BFBPhase.ERROR]
@@ -157,7 +158,7 @@ def test_a_bfb_404_leaves_the_bfb_in_error_and_a_new_bfb_recovers_the_rollout() 
     assert all(bf.flashes_started == 0 for bf in twin.bluefields.dpus.values())
     twin.run(700)
     # The operator's remedy once the server is fixed: a new BFB object, and the DPUSet pointed at it.
-    twin.apply([{**MANIFESTS[2], "metadata": {"name": "bf-bundle-retry", "namespace": NS}}])
+    twin.apply([{**SAMPLE_BFB, "metadata": {"name": "bf-bundle-retry", "namespace": NS}}])
     twin.patch("DPUSet", "dpuset", NS, {"spec": {"dpuTemplate": {"spec": {"bfb": {"name": "bf-bundle-retry"}}}}})
     twin.run(SETTLED + 700)
     assert_all_ready(twin)
@@ -165,7 +166,7 @@ def test_a_bfb_404_leaves_the_bfb_in_error_and_a_new_bfb_recovers_the_rollout() 
 
 
 def test_a_corrupt_bfb_is_ready_but_every_dpu_flashed_with_it_fails_to_boot() -> None:
-    url = MANIFESTS[2]["spec"]["url"]
+    url = SAMPLE_BFB["spec"]["url"]
     twin = twin_with({"type": "bfbCorrupt", "url": url, "duration": 600})
     twin.run(SETTLED)
     assert [b.status.phase for b in twin.host.list(BFB)] == [BFBPhase.READY]  # DPF checks no checksum
@@ -174,7 +175,7 @@ def test_a_corrupt_bfb_is_ready_but_every_dpu_flashed_with_it_fails_to_boot() ->
 
 
 def test_a_slow_bfb_server_delays_the_download_and_everything_converges() -> None:
-    twin = twin_with({"type": "bfbSlow", "url": MANIFESTS[2]["spec"]["url"], "rate": "5MiB/s", "duration": 3600})
+    twin = twin_with({"type": "bfbSlow", "url": SAMPLE_BFB["spec"]["url"], "rate": "5MiB/s", "duration": 3600})
     twin.run(200)
     assert [b.status.phase for b in twin.host.list(BFB)] == [BFBPhase.DOWNLOADING]  # 1.5 GiB at 5 MiB/s: ~5 min
     twin.run(SETTLED + 400)
