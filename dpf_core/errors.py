@@ -127,15 +127,24 @@ def invalid_message(kind: str, group: str, name: str, causes: list[FieldCause]) 
     return f'{qualified} "{name}" is invalid: ' + (shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]")
 
 
+def denied_by(webhook: str, message: str) -> str:
+    """The API server's wording for a validating webhook's refusal (ToStatusErr): the webhook's own message
+    behind `admission webhook "<name>" denied the request: `; code, reason and causes stay the webhook's."""
+    return f'admission webhook "{webhook}" denied the request: {message}'
+
+
 class Invalid(ApiError):
-    """HTTP 422: every bad field of one object, never just the first."""
+    """HTTP 422: every bad field of one object, never just the first. `webhook` names the validating webhook
+    that refused (DPF's webhooks answer NewInvalid); empty for the API server's own validation (schema, CEL)."""
 
     code = 422
     reason = "Invalid"
 
-    def __init__(self, kind: str, name: str, causes: list[FieldCause], *, group: str = "") -> None:
+    def __init__(self, kind: str, name: str, causes: list[FieldCause], *, group: str = "", webhook: str = "") -> None:
         self.causes = list(causes)
-        super().__init__(invalid_message(kind, group, name, self.causes), kind=kind, name=name, group=group)
+        self.webhook = webhook
+        message = invalid_message(kind, group, name, self.causes)
+        super().__init__(denied_by(webhook, message) if webhook else message, kind=kind, name=name, group=group)
 
     def to_status(self) -> dict[str, object]:
         status = super().to_status()

@@ -14,7 +14,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from dpf_core.errors import BadRequest, FieldCause, Forbidden, Invalid
+from dpf_core.errors import BadRequest, FieldCause, Forbidden, Invalid, denied_by
 
 from . import registry
 from .meta import KubeObject, same_data
@@ -364,9 +364,10 @@ def _immutability_on_wire(
     return causes
 
 
-def _raise_if(obj: KubeObject, causes: list[FieldCause]) -> None:
+def _raise_if(obj: KubeObject, causes: list[FieldCause], webhook: str = "") -> None:
     if causes:
-        raise Invalid(obj.kind, obj.name or obj.metadata.generate_name or "", causes, group=obj.KIND.group)
+        name = obj.name or obj.metadata.generate_name or ""
+        raise Invalid(obj.kind, name, causes, group=obj.KIND.group, webhook=webhook)
 
 
 def _as_object(obj: KubeObject | Mapping[str, Any]) -> KubeObject:
@@ -391,7 +392,7 @@ def admit_create(obj: KubeObject | Mapping[str, Any], reader: Reader, *, copy: b
     causes: list[FieldCause] = []
     for v in hooks.validate_create:
         causes.extend(v(o, reader))
-    _raise_if(o, causes)
+    _raise_if(o, causes, hooks.webhook)
     return o
 
 
@@ -483,19 +484,22 @@ def admit_update(
         causes = _immutability_reference(o, old, hooks.immutable, hooks.immutable_rules)
     else:
         causes = _immutability(o, old, hooks.immutable, hooks.immutable_rules)
+    # The API server's own validation refuses before any validating webhook is called, as in a cluster.
+    _raise_if(o, causes)
     for v in hooks.validate_update:
         causes.extend(v(o, old, reader))
-    _raise_if(o, causes)
+    _raise_if(o, causes, hooks.webhook)
     return o
 
 
 def admit_delete(old: KubeObject, reader: Reader) -> None:
-    for v in registry.hooks_for(type(old)).validate_delete:
+    """DPF's delete checks answer a plain error, which controller-runtime turns into a 403 denial."""
+    hooks = registry.hooks_for(type(old))
+    for v in hooks.validate_delete:
         message = v(old, reader)
         if message:
-            raise Forbidden(
-                f'admission webhook denied the request: {message}', kind=old.kind, name=old.name, group=old.KIND.group
-            )
+            text = denied_by(hooks.webhook, message) if hooks.webhook else message
+            raise Forbidden(text, kind=old.kind, name=old.name, group=old.KIND.group)
 
 
 def admit_status_update(new: KubeObject | Mapping[str, Any], *, copy: bool = True) -> KubeObject:

@@ -732,6 +732,7 @@ register(
     Hooks(
         default=[default_bfb_file_name],
         validate_delete=[validate_bfb_delete],
+        webhook="vbfb.kb.io",
         immutable=["spec"],
         immutable_rules={"spec": ("self == oldSelf", _VALUE_IMMUTABLE)},
     ),
@@ -741,19 +742,26 @@ register(
     Hooks(
         validate_create=[validate_dpuflavor_create],
         validate_delete=[validate_dpuflavor_delete],
+        webhook="vdpuflavor.kb.io",
         immutable=["spec"],
         immutable_rules={"spec": ("self == oldSelf", "DPUFlavor spec is immutable")},
     ),
 )
 register(
     DPUSet,
-    Hooks(default=[default_dpuset], validate_create=[validate_dpuset_create], validate_update=[validate_dpuset_update]),
+    Hooks(
+        default=[default_dpuset],
+        validate_create=[validate_dpuset_create],
+        validate_update=[validate_dpuset_update],
+        webhook="vdpuset.kb.io",
+    ),
 )
 register(
     DPU,
     Hooks(
         validate_create=[validate_dpu_create],
         validate_update=[validate_dpu_update],
+        webhook="vdpu.kb.io",
         immutable=["spec.nodeName", "spec.pciAddress?", "spec.cluster.name?", "spec.cluster.namespace?"],
         immutable_rules={
             "spec.nodeName": ("self == oldSelf", _VALUE_IMMUTABLE),

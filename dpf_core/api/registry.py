@@ -31,7 +31,10 @@ DeleteValidator = Callable[[KubeObject, Reader], str | None]
 
 @dataclass
 class Hooks:
-    """The kind's admission: mutating webhook and CRD defaults, then validating webhooks and CEL rules.
+    """The kind's admission: mutating webhook and CRD defaults, then the API server's own validation (CEL
+    rules, immutability), then the validating webhook `webhook` (its name, e.g. `vdpuset.kb.io`), whose rules
+    are `validate_create`, `validate_update` and `validate_delete`. An empty `webhook` means those rules are
+    the API server's built-in validation (Secret), so refusals carry no webhook prefix.
 
     `immutable` lists wire paths (dotted, from the object root) that may not change once set; "spec" makes
     the whole spec immutable. A path ending in `?` is immutable only once it has a non-empty value.
@@ -46,6 +49,7 @@ class Hooks:
     validate_delete: list[DeleteValidator] = field(default_factory=list)
     immutable: list[str] = field(default_factory=list)
     immutable_rules: dict[str, tuple[str, str]] = field(default_factory=dict)
+    webhook: str = ""
 
 
 _BY_API_KIND: dict[tuple[str, str], type[KubeObject]] = {}

@@ -829,6 +829,7 @@ class DPUServiceIPAM(KubeObject):
 
 
 # --- ipam-validator.svc.dpu.nvidia.com ---------------------------------------------------------------------------------
+IPAM_WEBHOOK = "ipam-validator.svc.dpu.nvidia.com"
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_ROUTES = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
@@ -1055,6 +1056,6 @@ ALL_KINDS: tuple[type[KubeObject], ...] = (
 
 for _cls in ALL_KINDS:
     if _cls is DPUServiceIPAM:
-        register(_cls, Hooks(validate_create=[_ipam_create], validate_update=[_ipam_update]))
+        register(_cls, Hooks(validate_create=[_ipam_create], validate_update=[_ipam_update], webhook=IPAM_WEBHOOK))
     else:
         register(_cls, Hooks())

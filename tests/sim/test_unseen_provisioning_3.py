@@ -115,7 +115,7 @@ def test_deleting_a_bfb_a_dpuset_names_is_refused_with_dpfs_message() -> None:
     result = runner.run()
     [refused] = result.failures
     assert refused.detail.endswith(
-        "timeline[4].delete: admission webhook denied the request: "
+        'timeline[4].delete: admission webhook "vbfb.kb.io" denied the request: '
         "being referred to by DPUSet(s) [dpuset], you must delete the DPUSet(s) first"
     )
     bfb = runner.twin.host.get(BFB, "bf-bundle", NS)

@@ -472,6 +472,7 @@ def test_max_unavailable_zero_is_kept_under_recreate_and_refused_for_rolling_upd
     refused = failures("strategy-switch")
     assert sorted(refused) == REFUSED["strategy-switch"]
     assert refused["step 5 (back-with-zero)"].endswith(
+        'admission webhook "vdpuset.kb.io" denied the request: '
         'DPUSet.provisioning.dpu.nvidia.com "dpuset" is invalid: spec.strategy.rollingUpdate.maxUnavailable: '
         'Invalid value: 0: '
         "the value range of maxUnavailable must be greater 0")

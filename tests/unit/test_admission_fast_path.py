@@ -188,14 +188,26 @@ def test_update_fast_path_equals_full_path(kind: str, edit: Edit, expected: str)
         assert full[0] == expected, full
 
 
-def test_rejected_updates_name_every_field_on_both_paths() -> None:
+def test_a_cel_refusal_on_update_comes_before_the_webhook_on_both_paths() -> None:
     store, snap = _stored("DPU")
     new = snap.deepcopy()
     new.spec.node_name = "n2"
     new.spec.node_effect.no_effect = True
     fast, full = _both(new, snap, store)
     assert fast == full
-    assert full[0] == "error" and [c[0] for c in full[3]] == ["spec.nodeName", "spec.nodeEffect"]
+    # The CRD's transition rule refuses first; the webhook is not called, as in a cluster.
+    assert full[0] == "error" and [c[0] for c in full[3]] == ["spec.nodeName"]
+    assert not full[2].startswith("admission webhook")
+
+
+def test_a_webhook_refusal_on_update_carries_the_webhook_prefix_on_both_paths() -> None:
+    store, snap = _stored("DPU")
+    new = snap.deepcopy()
+    new.spec.node_effect.no_effect = True
+    fast, full = _both(new, snap, store)
+    assert fast == full
+    assert full[1] == "Invalid" and [c[0] for c in full[3]] == ["spec.nodeEffect"]
+    assert full[2].startswith('admission webhook "vdpu.kb.io" denied the request: DPU.provisioning.dpu.nvidia.com "')
 
 
 @pytest.mark.parametrize("kind", ["ServiceInterface", "DPU"])

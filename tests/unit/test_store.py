@@ -87,6 +87,7 @@ WIDGET_HOOKS = Hooks(
     validate_update=[lambda new, old, reader: _max_size(new, reader), _no_shrink],
     validate_delete=[_protected],
     immutable=["spec.flavor?"],
+    webhook="vwidget.example.com",
 )
 
 
@@ -525,7 +526,7 @@ class TestFinalizers:
 
     def test_delete_admission(self, store: MemoryStore) -> None:
         store.create(widget("a", metadata={"name": "a", "namespace": "default", "labels": {"protected": "true"}}))
-        with pytest.raises(Forbidden, match=r"admission webhook denied the request: widget is protected"):
+        with pytest.raises(Forbidden, match=r'^admission webhook "vwidget.example.com" denied the request: widget is protected$'):
             store.delete(Widget, "a", "default")
         assert store.exists(Widget, "a", "default")
 
