@@ -132,6 +132,9 @@ def serve(
     until: str | None = typer.Option(None, "--until", help='stop at this simulated time ("2h"); default: until interrupted'),
     dms_dir: Path | None = typer.Option(None, "--dms-dir",
                                         help="serve the DMS models over gRPC (mTLS); write address, ca.crt, tls.crt, tls.key here"),
+    allow_missing_namespaces: bool = typer.Option(
+        False, "--allow-missing-namespaces",
+        help="accept content in a namespace that does not exist (a real API server answers 404 namespaces \"x\" not found)"),
 ) -> None:
     """Run a scenario's twin at a multiple of real time and serve it over the Kubernetes API (kubectl, kopf)."""
     from dpf_sim.scenario import ScenarioError, parse_duration
@@ -141,7 +144,8 @@ def serve(
     try:
         until_s = parse_duration(until) if until is not None else None
         code = serve_twin(scenario, ServeOptions(host=host, port=port, speed=speed, controllers=not no_controllers, tls=tls,
-                                                 kubeconfig_out=kubeconfig_out, until=until_s, dms_dir=dms_dir))
+                                                 kubeconfig_out=kubeconfig_out, until=until_s, dms_dir=dms_dir,
+                                                 require_namespace=not allow_missing_namespaces))
     except ScenarioError as e:
         for line in e.problems:
             typer.echo(line, err=True)

@@ -88,9 +88,9 @@ class ServeOptions:
     until: float | None = None  # simulated seconds; None = until interrupted
     timeline: bool = True
     dms_dir: Path | None = None  # serve the DMS models over gRPC and describe the endpoint here
-    # NamespaceLifecycle's 404 for content in a missing namespace; off while the samples rely on the twin
-    # accepting dpu-cplane-tenant1 content without its Namespace.
-    require_namespace: bool = False
+    # NamespaceLifecycle's 404 for content (from API clients) in a namespace that does not exist, as in a real
+    # cluster; `dpf serve --allow-missing-namespaces` turns it off for manifests written for a lenient twin.
+    require_namespace: bool = True
 
 
 class Pacer:

@@ -66,10 +66,16 @@ def test_missing_object_in_the_operator_namespace_is_reported_as_missing(served_
 
 def test_server_dry_run_of_the_samples_admits_but_stores_nothing(served_twin: Served) -> None:
     sample = str(REPO / "samples" / "provisioning.yaml")
-    out = served_twin.kubectl("apply", "-f", sample, "--dry-run=server").stdout
-    assert "dpuset.provisioning.dpu.nvidia.com/dpuset created (server dry run)" in out
-    out = served_twin.kubectl("apply", "--server-side", "-f", sample, "--dry-run=server").stdout
-    assert "bfb.provisioning.dpu.nvidia.com/bf-bundle serverside-applied (server dry run)" in out
+    # As on a real API server, a dry run creates no Namespace: the DPUCluster in the sample's new namespace is
+    # refused (404) and everything else is admitted.
+    missing = 'namespaces "dpu-cplane-tenant1" not found'
+    done = served_twin.kubectl("apply", "-f", sample, "--dry-run=server", check=False)
+    assert done.returncode == 1 and missing in done.stderr and done.stderr.count("Error from server") == 1
+    assert "namespace/dpu-cplane-tenant1 created (server dry run)" in done.stdout
+    assert "dpuset.provisioning.dpu.nvidia.com/dpuset created (server dry run)" in done.stdout
+    done = served_twin.kubectl("apply", "--server-side", "-f", sample, "--dry-run=server", check=False)
+    assert done.returncode == 1 and missing in done.stderr
+    assert "bfb.provisioning.dpu.nvidia.com/bf-bundle serverside-applied (server dry run)" in done.stdout
     out = served_twin.kubectl("apply", "-f", sample, "--dry-run=client").stdout
     assert "dpuset.provisioning.dpu.nvidia.com/dpuset created (dry run)" in out
     assert served_twin.kubectl("get", "bfbs,dpusets", "-n", NS, "-o", "name").stdout.strip() == ""

@@ -206,8 +206,6 @@ def test_field_and_label_selectors_and_a_watch_from_a_list_resource_version(twin
     assert events[0]["object"]["metadata"]["annotations"]["checked"] == "yes"
 
 
-@pytest.mark.xfail(strict=True, reason="dpf serve leaves NamespaceLifecycle's 404 off (ServeOptions.require_namespace) "
-                   "until samples/provisioning.yaml carries its dpu-cplane-tenant1 Namespace and the CLI has the flag")
 def test_content_in_a_namespace_that_does_not_exist_is_refused(twin: Served, guide_dir: Path) -> None:
     bfb = next(f for f in sorted(guide_dir.iterdir()) if f.name.endswith("__bfb.yaml")).read_text()
     moved = bfb.replace(f"namespace: {NS}", "namespace: nowhere")
@@ -216,6 +214,22 @@ def test_content_in_a_namespace_that_does_not_exist_is_refused(twin: Served, gui
     finally:
         twin.kubectl("delete", "bfb", "bf-bundle", "-n", "nowhere", "--ignore-not-found", "--wait=false")
     assert 'namespaces "nowhere" not found' in err
+
+
+def test_allow_missing_namespaces_accepts_content_without_its_namespace(
+        tmp_path: Path, guide_dir: Path) -> None:
+    require_real("kubectl", KUBECTL.exists(), f"{KUBECTL} is missing")
+    scenario = tmp_path / "fleet.yaml"
+    scenario.write_text("name: lenient\nseed: 9\nfleet:\n  racks: 1\n  hosts_per_rack: 1\n")
+    served = start_serve(tmp_path, scenario, "--allow-missing-namespaces")
+    try:
+        bfb = next(f for f in sorted(guide_dir.iterdir()) if f.name.endswith("__bfb.yaml")).read_text()
+        served.kubectl("apply", "-f", "-", stdin=bfb.replace(f"namespace: {NS}", "namespace: nowhere"))
+        assert served.kubectl("get", "bfbs", "-n", "nowhere", "-o", "name").stdout.split() == [
+            "bfb.provisioning.dpu.nvidia.com/bf-bundle"]
+        assert served.kubectl("get", "namespace", "nowhere", check=False).returncode != 0
+    finally:
+        stop_serve(served)
 
 
 def test_namespace_lifecycle_active_phase_and_deletion_of_content(twin: Served, guide_dir: Path) -> None:
