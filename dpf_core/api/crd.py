@@ -230,7 +230,10 @@ def openapi_schema(cls: type[KubeObject]) -> dict[str, Any]:
         "description": "APIVersion defines the versioned schema of this representation of an object.",
     }
     properties["kind"] = {"type": "string", "description": "Kind is a string value representing the REST resource."}
-    properties["metadata"] = {"type": "object"}
+    properties["metadata"] = {"type": "object", "description": "Standard object's metadata."}
+    for part, state in (("spec", "desired"), ("status", "observed")):
+        if part in properties and not properties[part].get("description"):
+            properties[part]["description"] = f"The {state} state of the {cls.KIND.kind}."
     root["properties"] = dict(sorted(properties.items()))
     required = [r for r in root.get("required", []) if r not in ("apiVersion", "kind", "metadata")]
     if required:

@@ -29,6 +29,8 @@ class Model(BaseModel):
         serialize_by_alias=True,
         validate_by_alias=True,
         validate_by_name=True,
+        # A field's docstring is its description in the CRD (what `kubectl explain` shows).
+        use_attribute_docstrings=True,
     )
 
     def wire(self) -> dict[str, Any]:
@@ -296,15 +298,20 @@ class ObjectMeta(Model):
 
 class LabelSelectorRequirement(Model):
     key: str
+    """The label key the requirement applies to."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
     values: list[str] = Field(default_factory=list, exclude_if=_empty)
+    """The values for In and NotIn (non-empty); empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(Model):
     """metav1.LabelSelector. An empty selector selects everything; a nil one (None at the use site) depends on the field."""
 
     match_labels: dict[str, str] = Field(default_factory=dict, exclude_if=_empty)
+    """Labels that must all be present with these values (each an In requirement with one value)."""
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, exclude_if=_empty)
+    """Requirements that must all hold."""
 
 
 class NodeSelectorRequirement(Model):
@@ -326,9 +333,13 @@ class NodeSelector(Model):
 
 class Taint(Model):
     key: str
+    """The taint key applied to the Node."""
     value: str | None = None
+    """The taint value for the key."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    """What the taint does to Pods that do not tolerate it: NoSchedule, PreferNoSchedule or NoExecute."""
     time_added: str | None = None
+    """When the taint was added (NoExecute taints only)."""
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -338,11 +349,17 @@ class Condition(Model):
     """metav1.Condition."""
 
     type: str = Field(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$", max_length=316)
+    """The condition's type in CamelCase (e.g. Ready)."""
     status: ConditionStatus
+    """True, False or Unknown."""
     observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation the condition was set for."""
     last_transition_time: str
+    """When the condition last changed from one status to another."""
     reason: str = Field(max_length=1024)
+    """A CamelCase identifier of the reason for the last transition."""
     message: str = Field(default="", max_length=32768)
+    """A human-readable message about the transition."""
 
 
 # IntOrString (e.g. maxUnavailable: 1 or "10%").

@@ -300,45 +300,64 @@ def validate_bfb_delete(obj: KubeObject, reader: Reader) -> str | None:
 
 class DPUFlavorGrub(Model):
     kernel_parameters: StrList
+    """Kernel command-line parameters of the DPU OS, written into bf.cfg's GRUB configuration."""
 
 
 class DPUFlavorSysctl(Model):
     parameters: StrList
+    """sysctl settings (key=value) applied on the DPU OS."""
 
 
 class DPUFlavorNVConfig(Model):
     device: str | None = Field(default=None, description="The device the parameters apply to; all when omitted.")
     parameters: StrList
+    """NVConfig parameters (NAME=value) set with mlxconfig on the device."""
     # Carried on the wire; DPF never reads it.
     host_power_cycle_required: bool | None = None
+    """Whether the parameters need a host power cycle to take effect (not read by DPF v24.10)."""
 
 
 class DPUFlavorOVS(Model):
     raw_config_script: str | None = None
+    """A shell script run on the DPU at first boot to configure Open vSwitch (bridges, ports, other_config)."""
 
 
 class ConfigFile(Model):
     path: str | None = None
+    """Absolute path of the file on the DPU."""
     operation: FileOperation | None = None
+    """override replaces the file, append adds to it."""
     raw: str | None = None
+    """The file's content."""
     permissions: str | None = None
+    """The file's mode, e.g. "0644"."""
 
 
 class ContainerdConfig(Model):
     registry_endpoint: str | None = None
+    """The registry endpoint containerd on the DPU pulls images from."""
 
 
 class DPUFlavorSpec(Model):
     grub: DPUFlavorGrub | None = None
+    """GRUB settings of the DPU OS."""
     sysctl: DPUFlavorSysctl | None = None
+    """sysctl settings of the DPU OS."""
     nvconfig: Annotated[list[DPUFlavorNVConfig], Field(default_factory=list, exclude_if=_omit_empty)]
+    """NVConfig of the DPU: at most one entry, applying to every device ("*")."""
     ovs: DPUFlavorOVS | None = None
+    """Open vSwitch configuration of the DPU."""
     bfcfg_parameters: StrList
+    """Extra KEY=value lines for bf.cfg (e.g. UPDATE_DPU_OS=yes)."""
     config_files: Annotated[list[ConfigFile], Field(default_factory=list, exclude_if=_omit_empty)]
+    """Files written on the DPU at install."""
     containerd_config: ContainerdConfig | None = None
+    """containerd settings of the DPU."""
     # nil and {} differ for the webhook (systemReservedResources needs dpuResources), so no empty default.
     dpu_resources: ResourceList | None = None
+    """Resources the DPU offers to DPUServices (cpu, memory, ...)."""
     system_reserved_resources: ResourceList | None = None
+    """Resources kept for the DPU's system; must fit within dpuResources, which it requires."""
 
 
 class DPUFlavor(KubeObject):
@@ -416,9 +435,13 @@ class NodeEffect(Model):
     """How provisioning affects the host Node: at most one of taint, noEffect, customLabel, drain."""
 
     taint: Taint | None = None
+    """Taint the host Node while its DPU is provisioned."""
     no_effect: bool | None = None
+    """Leave the host Node alone."""
     custom_label: StrMap
+    """Label the host Node with these labels while its DPU is provisioned."""
     drain: Drain | None = None
+    """Drain the host Node (through a NodeMaintenance) before provisioning."""
 
     def effects(self) -> list[str]:
         """The effects set, in DPF's sense of set (noEffect false and an empty customLabel do not count)."""
@@ -485,6 +508,7 @@ class RollingUpdateDPU(Model):
 class DPUSetStrategy(Model):
     type: StrategyType = Field(default="Recreate", description='Can be "Recreate" or "RollingUpdate".')
     rolling_update: RollingUpdateDPU | None = None
+    """Parameters of the RollingUpdate strategy."""
 
 
 class BFBReference(Model):
@@ -493,14 +517,19 @@ class BFBReference(Model):
 
 class ClusterSpec(Model):
     node_labels: StrMap
+    """Labels the DPU's Node in the DPU cluster gets."""
 
 
 class DPUTemplateSpec(Model):
     bfb: BFBReference = Field(default_factory=_empty(BFBReference))
+    """The BFB the DPUs install."""
     node_effect: NodeEffect = Field(default_factory=default_node_effect, json_schema_extra=_NODE_EFFECT_CRD_DEFAULT)
+    """How provisioning affects the host Node; drain with automatic reboot by default."""
     cluster: ClusterSpec | None = None
+    """Settings of the DPU's Node in the DPU cluster."""
     dpu_flavor: str | None = Field(default=None, description="Name of the DPUFlavor used to deploy the DPU.")
     automatic_node_reboot: bool = True
+    """Whether the controller reboots the host after the install; when false it waits for a manual reboot."""
 
     @field_validator("node_effect", mode="before")
     @classmethod
@@ -510,19 +539,26 @@ class DPUTemplateSpec(Model):
 
 class DPUTemplate(Model):
     annotations: StrMap
+    """Annotations every DPU gets (e.g. provisioning.dpu.nvidia.com/host-power-cycle-required)."""
     spec: DPUTemplateSpec = Field(default_factory=_empty(DPUTemplateSpec))
+    """The spec every DPU of the set gets."""
 
 
 class DPUSetSpec(Model):
     strategy: DPUSetStrategy | None = None
+    """How DPUs are replaced when the template changes: Recreate (default) or RollingUpdate."""
     node_selector: LabelSelector | None = Field(default=None, description="Nodes to create DPUs on; nil = all.")
     dpu_selector: StrMap
+    """Node labels (feature.node.kubernetes.io/dpu-<index>-..., from the DPU detector) naming which DPUs of a
+    selected node get a DPU object; empty means the node's first DPU (index 0)."""
     dpu_template: DPUTemplate = Field(default_factory=_empty(DPUTemplate))
+    """The template of the DPUs the set creates."""
 
 
 class DPUSetStatus(Model):
     # Keys are DPUPhase values.
     dpu_statistics: dict[str, int] = Field(default_factory=dict, exclude_if=_omit_empty)
+    """The number of the set's DPUs in each phase."""
 
 
 class DPUSet(KubeObject):
@@ -593,18 +629,27 @@ class K8sCluster(Model):
     """The DPU cluster this DPU joins; name/namespace are set once by the allocator."""
 
     name: str | None = None
+    """Name of the DPUCluster the DPU joins; set once, when the DPU is assigned a cluster."""
     namespace: str | None = None
+    """Namespace of the DPUCluster the DPU joins; set once."""
     node_labels: StrMap
+    """Labels the DPU's Node in the DPU cluster gets."""
 
 
 class DPUSpec(Model):
     node_name: str = Field(description="The host Node this DPU is in.")
     bfb: str = Field(description="Name of the BFB CR to install.")
     pci_address: str | None = None
+    """PCI address of the DPU in the host; immutable once set (the controllers take it from the dpu-pciAddress
+    label)."""
     node_effect: NodeEffect = Field(default_factory=default_node_effect, json_schema_extra=_NODE_EFFECT_CRD_DEFAULT)
+    """How provisioning affects the host Node; drain with automatic reboot by default."""
     cluster: K8sCluster = Field(default_factory=_empty(K8sCluster))
+    """The DPU cluster the DPU joins as a Node."""
     dpu_flavor: str | None = None
+    """Name of the DPUFlavor used to install the DPU."""
     automatic_node_reboot: bool = True
+    """Whether the controller reboots the host after the install; when false it waits for a manual reboot."""
 
     @field_validator("node_effect", mode="before")
     @classmethod
@@ -614,17 +659,28 @@ class DPUSpec(Model):
 
 class Firmware(Model):
     bmc: str | None = None
+    """BMC firmware version."""
     nic: str | None = None
+    """NIC firmware version."""
     uefi: str | None = None
+    """UEFI firmware version."""
 
 
 class DPUStatus(Model):
     phase: DPUPhase = DPUPhase.INITIALIZING
+    """Where the DPU is in provisioning: Initializing, Node Effect, Pending, DMS Deployment, OS Installing,
+    Rebooting, Host Network Configuration, DPU Cluster Config, Ready, Error or Deleting."""
     conditions: Annotated[list[Condition], Field(default_factory=list, exclude_if=_omit_empty)]
+    """The DPU's conditions: Initialized, BFBReady, NodeEffectReady, DMSRunning, OSInstalled, Rebooted,
+    HostNetworkReady, Ready."""
     bfb_version: str | None = None
+    """Version of the BFB installed on the DPU."""
     pci_device: str | None = None
+    """PCI device of the DPU."""
     required_reset: bool | None = None
+    """Whether the DPU needs a reset."""
     firmware: Firmware | None = None
+    """Firmware versions of the DPU."""
 
 
 class DPU(KubeObject):
@@ -668,12 +724,15 @@ def validate_dpu_update(new: KubeObject, old: KubeObject, reader: Reader) -> lis
 class KeepalivedSpec(Model):
     vip: str = Field(description="The virtual IP shared by the keepalived instances.")
     virtual_router_id: int = Field(alias="virtualRouterID", ge=1, le=255)
+    """The VRRP virtual router ID (1-255)."""
     interface: str = Field(min_length=1, description="The interface the VIP is assigned to.")
     node_selector: StrMap
+    """Nodes keepalived runs on."""
 
 
 class ClusterEndpointSpec(Model):
     keepalived: KeepalivedSpec | None = None
+    """A keepalived-managed virtual IP as the cluster's endpoint."""
 
 
 class DPUClusterSpec(Model):
@@ -683,16 +742,20 @@ class DPUClusterSpec(Model):
         description='"static", "kamaji", or an ISV type with a prefix ("<vendor>/<type>").',
     )
     max_nodes: int = Field(default=1000, ge=1, le=1000)
+    """The most DPUs (Nodes) the cluster takes (1-1000)."""
     version: str = Field(description="Kubernetes control-plane version.")
     kubeconfig: str | None = Field(
         default=None, description="Name of the Secret (key admin.conf) holding the cluster's admin kubeconfig."
     )
     cluster_endpoint: ClusterEndpointSpec | None = None
+    """How the cluster's control plane is reached."""
 
 
 class DPUClusterStatus(Model):
     phase: DPUClusterPhase = DPUClusterPhase.PENDING
+    """The cluster's state: Pending, Creating, Ready, NotReady or Failed."""
     conditions: Annotated[list[Condition], Field(default_factory=list, exclude_if=_omit_empty)]
+    """The cluster's conditions."""
 
 
 class DPUCluster(KubeObject):

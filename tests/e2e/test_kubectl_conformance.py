@@ -41,6 +41,11 @@ def test_explain_reads_the_crd_schema(served_twin: Served) -> None:
     out = served_twin.kubectl("explain", "dpuset.spec.strategy.type").stdout
     assert "KIND:       DPUSet" in out
     assert "Recreate" in out and "RollingUpdate" in out
+    out = served_twin.kubectl("explain", "dpu.spec").stdout
+    # Every field of the DPU's spec comes with its description, as DPF's CRDs carry them.
+    assert "The desired state of the DPU." in out
+    assert "nodeEffect\t<Object>" in out and "How provisioning affects the host Node" in out
+    assert "automaticNodeReboot\t<boolean>" in out and "waits for a manual reboot" in out
 
 
 def test_apply_refuses_unknown_fields_and_bad_values(served_twin: Served, tmp_path: Path) -> None:

@@ -95,7 +95,13 @@ def test_crd_shape() -> None:
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert version["subresources"] == {"status": {}}
     schema = version["schema"]["openAPIV3Schema"]
-    assert schema["properties"]["metadata"] == {"type": "object"}
+    assert schema["properties"]["metadata"] == {"type": "object", "description": "Standard object's metadata."}
+    # What `kubectl explain` shows: the DPU's own fields and the shared ones (conditions) are described.
+    dpu_spec, dpu_status = schema["properties"]["spec"], schema["properties"]["status"]
+    assert all(p.get("description") for p in dpu_spec["properties"].values()), dpu_spec["properties"].keys()
+    assert all(p.get("description") for p in dpu_status["properties"].values())
+    condition = dpu_status["properties"]["conditions"]["items"]["properties"]
+    assert condition["reason"]["description"] == "A CamelCase identifier of the reason for the last transition."
     assert schema["properties"]["apiVersion"]["type"] == "string"
     assert schema["required"] == ["spec"]
     assert schema["properties"]["spec"]["required"] == ["bfb", "nodeName"]
