@@ -316,19 +316,25 @@ class LabelSelector(Model):
 
 class NodeSelectorRequirement(Model):
     key: str
+    """The label key (or, under matchFields, the field name) the requirement applies to."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    """How the key relates to the values: In, NotIn, Exists, DoesNotExist, Gt or Lt."""
     values: list[str] = Field(default_factory=list, exclude_if=_empty)
+    """The values: several for In and NotIn, one integer for Gt and Lt, none for Exists and DoesNotExist."""
 
 
 class NodeSelectorTerm(Model):
     match_expressions: list[NodeSelectorRequirement] = Field(default_factory=list, exclude_if=_empty)
+    """Requirements on the Node's labels, all of which must hold."""
     match_fields: list[NodeSelectorRequirement] = Field(default_factory=list, exclude_if=_empty)
+    """Requirements on the Node's fields (metadata.name), all of which must hold."""
 
 
 class NodeSelector(Model):
     """corev1.NodeSelector: terms are ORed, expressions inside a term ANDed."""
 
     node_selector_terms: list[NodeSelectorTerm]
+    """Terms of which at least one must match the Node."""
 
 
 class Taint(Model):

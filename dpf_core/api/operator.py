@@ -95,7 +95,9 @@ class Overrides(Model):
 
 class Networking(Model):
     control_plane_mtu: int = Field(default=DEFAULT_MTU, alias="controlPlaneMTU", ge=0, le=MAX_MTU)
+    """MTU of the DPU clusters' control-plane network, given to flannel."""
     high_speed_mtu: int = Field(default=DEFAULT_MTU, alias="highSpeedMTU", ge=0, le=MAX_MTU)
+    """MTU of the high-speed network for DPU services, given to multus."""
 
 
 class ComponentConfig(Model):
@@ -104,6 +106,7 @@ class ComponentConfig(Model):
     COMPONENT: ClassVar[str] = ""
 
     disable: bool | None = None
+    """Turns the component off when true; a present block without it enables the component."""
 
     @property
     def disabled(self) -> bool:
@@ -130,6 +133,7 @@ class DPUServiceControllerConfiguration(ComponentConfig):
 
 class DPUDetectorCollectors(Model):
     ps_id: bool | None = Field(default=None, alias="psID")
+    """Enables the collector that labels host nodes with the PSID of each DPU."""
 
 
 class DPUDetectorConfiguration(ComponentConfig):
@@ -137,6 +141,7 @@ class DPUDetectorConfiguration(ComponentConfig):
 
     image: Image | None = None
     collectors: DPUDetectorCollectors | None = None
+    """Optional data collectors of the DPU detector."""
 
 
 class KamajiClusterManagerConfiguration(ComponentConfig):
@@ -194,28 +199,46 @@ class FlannelConfiguration(ComponentConfig):
 
 class DPFOperatorConfigSpec(Model):
     overrides: Overrides | None = None
+    """Settings that change how the operator itself behaves."""
     networking: Networking = Field(
         default_factory=Networking, json_schema_extra={"default": {"controlPlaneMTU": DEFAULT_MTU}}
     )
+    """MTUs of the DPU clusters' networks."""
     image_pull_secrets: Annotated[list[str], Field(default_factory=list, exclude_if=lambda v: not v)]
+    """Names of image pull Secrets in the operator's namespace, used by DPF components and copied to DPU clusters."""
     provisioning_controller: ProvisioningControllerConfiguration
+    """Settings of the provisioning controller, which provisions DPUs (BFB, DPUSet, DPU, DPUCluster); required."""
     dpu_service_controller: DPUServiceControllerConfiguration | None = None
+    """Settings of the DPUService controller, which deploys DPUServices through ArgoCD."""
     service_set_controller: ServiceSetControllerConfiguration | None = None
+    """Settings of the ServiceInterfaceSet and ServiceChainSet controller run in the DPU clusters."""
     dpu_detector: DPUDetectorConfiguration | None = None
+    """Settings of the DPU detector, which labels host nodes with the DPUs they hold."""
     multus: MultusConfiguration | None = None
+    """Settings of the Multus CNI run in the DPU clusters."""
     sriov_device_plugin: SRIOVDevicePluginConfiguration | None = None
+    """Settings of the SR-IOV device plugin run in the DPU clusters."""
     flannel: FlannelConfiguration | None = None
+    """Settings of flannel, the CNI of the DPU clusters' control-plane network."""
     ovs_cni: OVSCNIConfiguration | None = Field(default=None, alias="ovsCNI")
+    """Settings of the OVS CNI plugin run in the DPU clusters."""
     nvipam: NVIPAMConfiguration | None = None
+    """Settings of NVIDIA's IPAM (nvidia-k8s-ipam) run in the DPU clusters."""
     sfc_controller: SFCControllerConfiguration | None = None
+    """Settings of the SFC controller, which programs service chains into Open vSwitch on the DPUs."""
     kamaji_cluster_manager: KamajiClusterManagerConfiguration | None = None
+    """Settings of the cluster manager for DPUClusters of type kamaji."""
     static_cluster_manager: StaticClusterManagerConfiguration | None = None
+    """Settings of the cluster manager for DPUClusters of type static; off unless this block is present."""
     ovs_helper: OVSHelperConfiguration | None = None
+    """Settings of the OVS helper, which re-adds DPDK interfaces that have no receive queue."""
 
 
 class DPFOperatorConfigStatus(Model):
     conditions: Annotated[list[Condition], Field(default_factory=list, exclude_if=lambda v: not v)]
+    """The latest observations of the operator configuration's state; Ready summarizes the others."""
     observed_generation: int | None = None
+    """The .metadata.generation the controller last reconciled."""
 
 
 class DPFOperatorConfig(KubeObject):

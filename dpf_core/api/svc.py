@@ -227,13 +227,17 @@ class SvcObjectMeta(Model):
     """DPF's svc `ObjectMeta`: the labels and annotations carried by templates and generated objects."""
 
     labels: dict[str, str] = _map()
+    """Labels set on the object generated from this template or request."""
     annotations: dict[str, str] = _map()
+    """Annotations set on the object generated from this template or request."""
 
 
 class NamespacedName(Model):
     name: str
+    """Name of the referenced object."""
     # Nil resolves to "default" in the credential request controller, not to the object's namespace.
     namespace: str | None = None
+    """Namespace of the referenced object; the controller uses "default" when it is unset."""
 
     def get_namespace(self) -> str:
         return self.namespace if self.namespace is not None else "default"
@@ -291,10 +295,15 @@ def _run_cel(
 # --- DPUService ------------------------------------------------------------------------------------------------------
 class ApplicationSource(Model):
     repo_url: str = Field(alias="repoURL", pattern=HELM_REPO_URL_PATTERN)
+    """URL of the Helm chart repository, starting with oci:// or https://."""
     path: str | None = None
+    """Directory of the chart inside the repository, passed to ArgoCD as the source path."""
     version: str = Field(min_length=1)
+    """Version of the chart to deploy, used as the ArgoCD Application's target revision."""
     chart: str | None = None
+    """Name of the chart in the Helm repository."""
     release_name: str | None = None
+    """Helm release name the chart is installed under."""
 
     def get_argo_repo_url(self) -> str:
         """ArgoCD wants OCI registries without the scheme."""
@@ -303,24 +312,33 @@ class ApplicationSource(Model):
 
 class HelmChart(Model):
     source: ApplicationSource
+    """Where the Helm chart is fetched from."""
     values: dict[str, Any] | None = None
+    """Free-form Helm values for the chart release."""
 
 
 class RollingUpdateDaemonSet(Model):
     max_unavailable: IntOrString | None = None
+    """Number or percentage of the DaemonSet's pods that may be unavailable during a rolling update."""
     max_surge: IntOrString | None = None
+    """Number or percentage of extra DaemonSet pods that may run above the desired count during a rolling update."""
 
 
 class DaemonSetUpdateStrategy(Model):
     type: str | None = None  # "RollingUpdate" | "OnDelete"; the CRD schema carries no enum
+    """How the service DaemonSet's pods are replaced: "RollingUpdate" or "OnDelete"."""
     rolling_update: RollingUpdateDaemonSet | None = None
+    """Parameters of the rolling update, used when type is RollingUpdate."""
 
 
 class ServiceDaemonSetValues(Model):
     node_selector: NodeSelector | None = None
     update_strategy: DaemonSetUpdateStrategy | None = None
+    """How the service DaemonSet's pods are replaced when the service changes."""
     labels: dict[str, str] = _map()
+    """Labels for the service DaemonSet's pods, passed to the chart as serviceDaemonSet.labels."""
     annotations: dict[str, str] = _map()
+    """Annotations for the service DaemonSet's pods, passed to the chart as serviceDaemonSet.annotations."""
 
 
 _MSG_SERVICE_ID = "serviceID must be provided when interfaces are provided"
@@ -332,11 +350,17 @@ class DPUServiceSpec(Model):
     )
 
     helm_chart: HelmChart
+    """The Helm chart DPF deploys through ArgoCD to every DPU cluster, or to the host cluster with deployInCluster."""
     service_id: str | None = Field(default=None, alias="serviceID")
+    """Service identifier, set as the svc.dpu.nvidia.com/service label of its pods; required with interfaces."""
     service_daemon_set: ServiceDaemonSetValues | None = None
+    """Settings of the service's DaemonSet, passed to the chart as the serviceDaemonSet values."""
     deploy_in_cluster: bool | None = None
+    """Deploys the chart to the host cluster instead of the DPU clusters; unset means false."""
     interfaces: Annotated[list[str], Field(min_length=1, max_length=50)] | None = None
+    """Names of service-type DPUServiceInterfaces in this namespace to attach to the service's pods."""
     paused: bool | None = None
+    """When true, DPF stops reconciling this DPUService and its ArgoCD Applications skip reconciliation."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -358,7 +382,9 @@ class DPUServiceSpec(Model):
 
 class DPUServiceStatus(Model):
     conditions: list[Condition] = _list()
+    """The latest observations of the DPUService's state; Ready summarizes the others."""
     observed_generation: int | None = None
+    """The .metadata.generation the controller last reconciled."""
 
 
 _READY_PHASE_COLUMNS: tuple[PrinterColumn, ...] = (
@@ -380,6 +406,8 @@ def _kind(kind: str, columns: Sequence[PrinterColumn] = ()) -> KindInfo:
 
 
 class DPUService(KubeObject):
+    """A Helm chart DPF deploys through ArgoCD to every DPU cluster (or to the host cluster), with the interfaces its pods get."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUService", (*_READY_PHASE_COLUMNS, _AGE))
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUService"] = "DPUService"
@@ -390,39 +418,55 @@ class DPUService(KubeObject):
 # --- DPUDeployment ---------------------------------------------------------------------------------------------------
 class IPAM(Model):
     match_labels: MatchLabels
+    """Labels selecting the NVIPAM pool (IPPool, else CIDRPool) the interface's address is allocated from."""
     default_gateway: bool | None = None
+    """Gives the pod the pool's gateway as its default gateway."""
     set_default_route: bool | None = None
+    """Requests a default route through this interface; accepted but unused in DPF v24.10."""
 
 
 class ServiceIfc(Model):
     match_labels: MatchLabels
+    """Labels selecting the ServiceInterface, on the chain's node and in its namespace, this port connects."""
     ipam: IPAM | None = None
+    """The IP pool the selected interface's address is allocated from."""
 
 
 class DPUDeploymentDPUSet(Model):
     """DPF's `DPUSet` struct inside a DPUDeployment (not the provisioning kind)."""
 
     name_suffix: str = Field(min_length=1, max_length=63)
+    """Suffix of the generated DPUSet, which is named <DPUDeployment name>-<nameSuffix>."""
     node_selector: LabelSelector | None = None
     dpu_selector: dict[str, str] = _map()
+    """Labels selecting which DPUs of the selected nodes the DPUSet provisions."""
     dpu_annotations: dict[str, str] = _map()
+    """Annotations set on the DPUs the DPUSet creates."""
 
 
 class DPUs(Model):
     bfb: str
+    """Name of the BFB, in the same namespace, installed on the DPUs."""
     flavor: str
+    """Name of the DPUFlavor, in the same namespace, the DPUs are configured with."""
     dpu_sets: Annotated[list[DPUDeploymentDPUSet], Field(min_length=1, max_length=50)] | None = None
+    """The DPUSets to create, each selecting the nodes and DPUs it provisions."""
 
 
 class DPUDeploymentServiceConfiguration(Model):
     service_template: str
+    """Name of the DPUServiceTemplate (same namespace) whose deploymentServiceName is this service's key."""
     service_configuration: str
+    """Name of the DPUServiceConfiguration (same namespace) whose deploymentServiceName is this service's key."""
 
 
 class DPUDeploymentService(Model):
     name: str
+    """Key of the service in the DPUDeployment's spec.services."""
     interface: str
+    """Name of the service's interface, as listed in its DPUServiceConfiguration."""
     ipam: IPAM | None = None
+    """The IP pool the interface's address is allocated from."""
 
 
 _MSG_PORT = "either service or serviceInterface must be specified"
@@ -432,7 +476,9 @@ class DPUDeploymentPort(Model):
     CEL_RULES: ClassVar[tuple[tuple[str, str], ...]] = (("has(self.service) != has(self.serviceInterface)", _MSG_PORT),)
 
     service: DPUDeploymentService | None = None
+    """An interface of one of this deployment's services; exactly one of service and serviceInterface is set."""
     service_interface: ServiceIfc | None = None
+    """A ServiceInterface selected by labels; exactly one of service and serviceInterface is set."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -448,20 +494,28 @@ class DPUDeploymentPort(Model):
 
 class DPUDeploymentSwitch(Model):
     ports: Annotated[list[DPUDeploymentPort], Field(min_length=1, max_length=50)]
+    """The ports this switch connects."""
 
 
 class DPUDeploymentSpec(Model):
     dpus: DPUs
+    """The DPUs to provision: the BFB, the DPUFlavor and the DPUSets selecting them."""
     services: dict[str, DPUDeploymentServiceConfiguration]
+    """The services to deploy, keyed by service name, each naming its template and configuration."""
     service_chains: Annotated[list[DPUDeploymentSwitch], Field(min_length=1, max_length=50)]
+    """The switches of the service chain, rendered into one DPUServiceChain named after the DPUDeployment."""
 
 
 class DPUDeploymentStatus(Model):
     conditions: list[Condition] = _list()
+    """The latest observations of the DPUDeployment's state; Ready summarizes the others."""
     observed_generation: int | None = None
+    """The .metadata.generation the controller last reconciled."""
 
 
 class DPUDeployment(KubeObject):
+    """DPUs and the services on them as one unit: the DPUSets, DPUServices, interfaces and service chain it generates."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUDeployment", (*_READY_PHASE_COLUMNS, _AGE))
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUDeployment"] = "DPUDeployment"
@@ -476,11 +530,16 @@ class EmptyStatus(Model):
 
 class DPUServiceTemplateSpec(Model):
     deployment_service_name: str
+    """Key in a DPUDeployment's spec.services that this template is for."""
     helm_chart: HelmChart
+    """The Helm chart of the service; the configuration's values are merged over its values."""
     resource_requirements: dict[str, Quantity] = _map()
+    """DPU resources the service needs, checked against the DPUFlavor's resources minus its system-reserved ones."""
 
 
 class DPUServiceTemplate(KubeObject):
+    """The chart and resource needs of one service of a DPUDeployment."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUServiceTemplate")
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUServiceTemplate"] = "DPUServiceTemplate"
@@ -490,17 +549,23 @@ class DPUServiceTemplate(KubeObject):
 
 class ServiceConfigurationHelmChart(Model):
     values: dict[str, Any] | None = None
+    """Helm values merged over the template's values."""
 
 
 class DPUServiceConfigurationServiceDaemonSetValues(Model):
     labels: dict[str, str] = _map()
+    """Labels for the service DaemonSet's pods, copied to the generated DPUService."""
     annotations: dict[str, str] = _map()
+    """Annotations for the service DaemonSet's pods, copied to the generated DPUService."""
 
 
 class ServiceConfiguration(Model):
     helm_chart: ServiceConfigurationHelmChart | None = None
+    """Helm values for the service, merged over the template's."""
     service_daemon_set: DPUServiceConfigurationServiceDaemonSetValues | None = None
+    """Labels and annotations copied to the generated DPUService's serviceDaemonSet."""
     deploy_in_cluster: bool | None = None
+    """Deploys the service to the host cluster instead of the DPU clusters; unset means false."""
 
     def should_deploy_in_cluster(self) -> bool:
         return bool(self.deploy_in_cluster)
@@ -508,16 +573,23 @@ class ServiceConfiguration(Model):
 
 class ServiceInterfaceTemplate(Model):
     name: str
+    """Name of the interface in the service's pods, as referenced by the DPUDeployment's service chain ports."""
     network: str  # NetworkAttachmentDefinition "namespace/name" or "name"
+    """NetworkAttachmentDefinition the interface is attached to, as "namespace/name" or "name"."""
 
 
 class DPUServiceConfigurationSpec(Model):
     deployment_service_name: str
+    """Key in a DPUDeployment's spec.services that this configuration is for."""
     service_configuration: ServiceConfiguration | None = None
+    """Settings of the generated DPUService that add to the template."""
     interfaces: Annotated[list[ServiceInterfaceTemplate], Field(min_length=1, max_length=50)] | None = None
+    """Network interfaces of the service; each becomes a DPUServiceInterface of type service."""
 
 
 class DPUServiceConfiguration(KubeObject):
+    """The values, labels and interfaces of one service of a DPUDeployment."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUServiceConfiguration")
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUServiceConfiguration"] = "DPUServiceConfiguration"
@@ -528,24 +600,37 @@ class DPUServiceConfiguration(KubeObject):
 # --- DPUServiceCredentialRequest -----------------------------------------------------------------------------------
 class DPUServiceCredentialRequestSpec(Model):
     service_account: NamespacedName
+    """The ServiceAccount to create and issue a token for."""
     # Go's time.ParseDuration syntax; the doc asks for >= 10m and caps the token TTL at 24h (not enforced).
     duration: str | None = Field(default=None, pattern=DURATION_PATTERN)
+    """Token lifetime as a Go duration (e.g. 1h); DPF documents a 10m minimum and a 24h maximum."""
     target_cluster: NamespacedName | None = None
+    """The DPUCluster the ServiceAccount is created in; unset means the host cluster."""
     type: SecretType
+    """Credential format: "kubeconfig" (a kubeconfig file) or "tokenFile" (API address, CA data and token)."""
     secret: NamespacedName
+    """The Secret the credentials are written to."""
     metadata: SvcObjectMeta | None = None
 
 
 class DPUServiceCredentialRequestStatus(Model):
     conditions: list[Condition] = _list()
+    """The latest observations of the request's state."""
     service_account: str | None = None  # "<namespace>/<name>"
+    """The ServiceAccount the token was issued for, as "namespace/name"."""
     target_cluster: str | None = None  # "<namespace>/<name>"
+    """The DPUCluster the ServiceAccount was created in, as "namespace/name"; unset for the host cluster."""
     expiration_timestamp: str | None = None
+    """When the issued token expires."""
     issued_at: str | None = None
+    """When the current token was issued."""
     secret: str | None = None  # "<namespace>/<name>"
+    """The Secret holding the credentials, as "namespace/name"."""
 
 
 class DPUServiceCredentialRequest(KubeObject):
+    """A ServiceAccount token for a DPU service, written as a kubeconfig or token file into a Secret."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUServiceCredentialRequest", (*_READY_PHASE_COLUMNS, _AGE))
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUServiceCredentialRequest"] = "DPUServiceCredentialRequest"
@@ -556,27 +641,37 @@ class DPUServiceCredentialRequest(KubeObject):
 # --- ServiceInterface (DPU cluster) ----------------------------------------------------------------------------------
 class Physical(Model):
     interface_name: str
+    """Name of the physical interface on the DPU, added to the br-sfc bridge."""
 
 
 class VLAN(Model):
     vlan_id: int = Field(alias="vlanID")
+    """VLAN ID of the interface."""
     parent_interface_ref: str
+    """Name of the ServiceInterface the VLAN interface is created on."""
 
 
 class VF(Model):
     vf_id: int = Field(alias="vfID")
+    """Index of the virtual function on its physical function."""
     pf_id: int = Field(alias="pfID")
+    """Index of the physical function the virtual function belongs to."""
     parent_interface_ref: str
+    """Name of the ServiceInterface of the virtual function's parent interface."""
 
 
 class PF(Model):
     pf_id: int = Field(alias="pfID")
+    """Index of the physical function, giving the br-sfc port pf<pfID>hpf."""
 
 
 class ServiceDef(Model):
     service_id: str = Field(alias="serviceID")
+    """Service whose pods get this interface, matched against their svc.dpu.nvidia.com/service label."""
     network: str  # "namespace/name" or "name"
+    """NetworkAttachmentDefinition of the interface, as "namespace/name" or "name" in this namespace."""
     interface_name: str
+    """Name of the interface inside the service's pod."""
 
     def get_network(self) -> tuple[str, str]:
         """(namespace, name) of the NetworkAttachmentDefinition; namespace "" = the ServiceInterface's."""
@@ -606,12 +701,19 @@ class ServiceInterfaceSpec(Model):
     )
 
     node: str | None = None
+    """The DPU cluster node the interface is created on; set by the ServiceInterfaceSet for each node."""
     interface_type: InterfaceType
+    """Kind of interface: vlan, physical, pf, vf, ovn or service; every kind but ovn needs its matching field."""
     physical: Physical | None = None
+    """The physical interface, for interfaceType physical."""
     vlan: VLAN | None = None
+    """The VLAN interface, for interfaceType vlan."""
     vf: VF | None = None
+    """The virtual function, for interfaceType vf."""
     pf: PF | None = None
+    """The physical function, for interfaceType pf."""
     service: ServiceDef | None = None
+    """The interface of a service's pod, for interfaceType service."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -640,10 +742,14 @@ class ObjectStatus(Model):
     """Our extension for ServiceInterface / ServiceChain: DPF v24.10 leaves their status empty."""
 
     conditions: list[Condition] = _list()
+    """The latest observations of the object's state; Ready summarizes the others."""
     observed_generation: int | None = None
+    """The .metadata.generation the controller last reconciled."""
 
 
 class ServiceInterface(KubeObject):
+    """A port of one DPU's br-sfc bridge: a physical port, PF, VF, VLAN, OVN or service pod interface."""
+
     KIND: ClassVar[KindInfo] = _kind(
         "ServiceInterface",
         (
@@ -662,18 +768,24 @@ class ServiceInterface(KubeObject):
 # --- ServiceChain (DPU cluster) --------------------------------------------------------------------------------------
 class Port(Model):
     service_interface: ServiceIfc
+    """The ServiceInterface this port connects, selected by labels, with optional IPAM."""
 
 
 class Switch(Model):
     ports: Annotated[list[Port], Field(min_length=1, max_length=50)]
+    """The ports this switch connects; traffic entering one port is forwarded to the others."""
 
 
 class ServiceChainSpec(Model):
     node: str | None = None
+    """The DPU cluster node whose OVS bridge the chain is programmed on; set by the ServiceChainSet for each node."""
     switches: Annotated[list[Switch], Field(min_length=1, max_length=50)]
+    """The switches of the chain, each connecting a group of interfaces."""
 
 
 class ServiceChain(KubeObject):
+    """Switches on one DPU's br-sfc bridge, each forwarding between the interfaces it connects."""
+
     KIND: ClassVar[KindInfo] = _kind("ServiceChain")
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["ServiceChain"] = "ServiceChain"
@@ -684,22 +796,30 @@ class ServiceChain(KubeObject):
 # --- ServiceInterfaceSet / ServiceChainSet (DPU cluster) -------------------------------------------------------------
 class ServiceInterfaceSpecTemplate(Model):
     spec: ServiceInterfaceSpec
+    """Spec of each generated ServiceInterface."""
     metadata: SvcObjectMeta | None = None
 
 
 class ServiceInterfaceSetSpec(Model):
     node_selector: LabelSelector | None = None  # nil = every node
     template: ServiceInterfaceSpecTemplate
+    """Template of the ServiceInterface created for each selected node."""
 
 
 class SetStatus(Model):
     conditions: list[Condition] = _list()
+    """The latest observations of the set's state; Ready summarizes the others."""
     observed_generation: int | None = None
+    """The .metadata.generation the controller last reconciled."""
     number_applied: int | None = None
+    """Number of per-node objects the set has created."""
     number_ready: int | None = None
+    """Number of the set's per-node objects that are ready."""
 
 
 class ServiceInterfaceSet(KubeObject):
+    """A ServiceInterface for each selected node of a DPU cluster."""
+
     KIND: ClassVar[KindInfo] = _kind(
         "ServiceInterfaceSet",
         (
@@ -716,15 +836,19 @@ class ServiceInterfaceSet(KubeObject):
 
 class ServiceChainSpecTemplate(Model):
     spec: ServiceChainSpec
+    """Spec of each generated ServiceChain."""
     metadata: SvcObjectMeta | None = None
 
 
 class ServiceChainSetSpec(Model):
     node_selector: LabelSelector | None = None  # nil = every node
     template: ServiceChainSpecTemplate
+    """Template of the ServiceChain created for each selected node."""
 
 
 class ServiceChainSet(KubeObject):
+    """A ServiceChain for each selected node of a DPU cluster."""
+
     KIND: ClassVar[KindInfo] = _kind("ServiceChainSet")
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["ServiceChainSet"] = "ServiceChainSet"
@@ -735,23 +859,30 @@ class ServiceChainSet(KubeObject):
 # --- DPUServiceInterface / DPUServiceChain (host) --------------------------------------------------------------------
 class MirrorStatus(Model):
     conditions: list[Condition] = _list()
+    """The latest observations of the object's state; Ready summarizes the others."""
     observed_generation: int | None = None
+    """The .metadata.generation the controller last reconciled."""
 
 
 class ServiceInterfaceSetSpecTemplate(Model):
     spec: ServiceInterfaceSetSpec
+    """Spec of the ServiceInterfaceSet created in each DPU cluster."""
     metadata: SvcObjectMeta | None = None
 
 
 class DPUServiceInterfaceSpec(Model):
     cluster_selector: LabelSelector | None = None  # ignored by DPF v24.10: every DPUCluster gets the set
+    """Labels selecting DPUClusters; ignored by DPF v24.10, which creates the set in every DPU cluster."""
     template: ServiceInterfaceSetSpecTemplate
+    """Template of the ServiceInterfaceSet created in every DPU cluster."""
 
     def get_template_spec(self) -> ServiceInterfaceSetSpec:
         return self.template.spec
 
 
 class DPUServiceInterface(KubeObject):
+    """A network interface wanted on every DPU node: a ServiceInterfaceSet in each DPU cluster."""
+
     KIND: ClassVar[KindInfo] = _kind(
         "DPUServiceInterface",
         (
@@ -769,15 +900,20 @@ class DPUServiceInterface(KubeObject):
 
 class ServiceChainSetSpecTemplate(Model):
     spec: ServiceChainSetSpec
+    """Spec of the ServiceChainSet created in each DPU cluster."""
     metadata: SvcObjectMeta | None = None
 
 
 class DPUServiceChainSpec(Model):
     cluster_selector: LabelSelector | None = None  # ignored by DPF v24.10
+    """Labels selecting DPUClusters; ignored by DPF v24.10, which creates the set in every DPU cluster."""
     template: ServiceChainSetSpecTemplate
+    """Template of the ServiceChainSet created in every DPU cluster."""
 
 
 class DPUServiceChain(KubeObject):
+    """A service function chain wanted on every DPU node: a ServiceChainSet in each DPU cluster."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUServiceChain", (*_READY_PHASE_COLUMNS, _AGE))
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUServiceChain"] = "DPUServiceChain"
@@ -788,28 +924,41 @@ class DPUServiceChain(KubeObject):
 # --- DPUServiceIPAM --------------------------------------------------------------------------------------------------
 class Route(Model):
     dst: str
+    """Destination network of the route, in CIDR notation."""
 
 
 class IPV4Network(Model):
     """Split `network` into one `prefixSize` subnet per node, each with its own gateway (-> NVIPAM CIDRPool)."""
 
     network: str
+    """The network, in CIDR notation, split into one subnet per node."""
     gateway_index: int | None = None  # leave unset for /31 point-to-point subnets
+    """Index of the gateway address within each node's subnet; leave unset for /31 point-to-point subnets."""
     prefix_size: int
+    """Prefix length of the subnet each node gets."""
     exclusions: list[str] = _list()
+    """Addresses inside the network that are never allocated."""
     allocations: dict[str, str] = _map()  # node name -> subnet
+    """Static subnet assignments: node name to a subnet of the network with prefix length prefixSize."""
     default_gateway: bool | None = None
+    """Gives pods their node subnet's gateway as their default gateway."""
     routes: list[Route] = _list()
+    """Extra routes given to pods whose addresses come from this pool."""
 
 
 class IPV4Subnet(Model):
     """One subnet with one shared gateway, a block of `perNodeIPCount` IPs per node (-> NVIPAM IPPool)."""
 
     subnet: str
+    """The subnet, in CIDR notation, shared by all nodes."""
     gateway: str
+    """Gateway address of the subnet, shared by all nodes."""
     per_node_ip_count: int = Field(alias="perNodeIPCount")
+    """Number of addresses of the subnet reserved as one contiguous block for each node."""
     default_gateway: bool | None = None
+    """Gives pods the subnet's gateway as their default gateway."""
     routes: list[Route] = _list()
+    """Extra routes given to pods whose addresses come from this pool."""
 
 
 class DPUServiceIPAMSpec(Model):
@@ -817,10 +966,13 @@ class DPUServiceIPAMSpec(Model):
     ipv4_network: IPV4Network | None = None
     ipv4_subnet: IPV4Subnet | None = None
     cluster_selector: LabelSelector | None = None  # ignored by DPF v24.10
+    """Labels selecting DPUClusters; ignored by DPF v24.10, which creates the pool in every DPU cluster."""
     node_selector: NodeSelector | None = None
 
 
 class DPUServiceIPAM(KubeObject):
+    """An IP pool for DPU services: an NVIPAM IPPool (ipv4Subnet) or CIDRPool (ipv4Network) in each DPU cluster."""
+
     KIND: ClassVar[KindInfo] = _kind("DPUServiceIPAM", (*_READY_PHASE_COLUMNS, _AGE))
     api_version: Literal["svc.dpu.nvidia.com/v1alpha1"] = "svc.dpu.nvidia.com/v1alpha1"
     kind: Literal["DPUServiceIPAM"] = "DPUServiceIPAM"

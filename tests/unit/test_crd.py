@@ -13,6 +13,7 @@ from pydantic import Field
 
 from dpf_core.api import operator as o
 from dpf_core.api import provisioning as p
+from dpf_core.api import svc
 from dpf_core.api.crd import openapi_schema, render_all, render_crd, to_yaml
 from dpf_core.api.meta import IntOrString, KindInfo, KubeObject, Model, PrinterColumn, StrMap
 
@@ -211,6 +212,17 @@ def test_operator_schema() -> None:
     assert schema_at(o.DPFOperatorConfig, "spec.flannel.helmChart")["pattern"] == "^(oci://|https://).+$"
     assert schema_at(o.DPFOperatorConfig, "spec.dpuDetector.collectors.psID")["type"] == "boolean"
     assert "ovsCNI" in schema_at(o.DPFOperatorConfig, "spec")["properties"]
+
+
+@pytest.mark.parametrize("cls", [*OURS, *svc.ALL_KINDS], ids=lambda c: c.KIND.kind)
+def test_every_field_is_described(cls: type[KubeObject]) -> None:
+    # What `kubectl explain` shows: the kind and every field say what they mean (items and map values excluded).
+    undescribed = [
+        path
+        for path, node in nodes(openapi_schema(cls))
+        if not path.endswith(("[]", "}")) and not node.get("description", "").strip()
+    ]
+    assert undescribed == []
 
 
 # --- generic rendering of any KubeObject ---------------------------------------------------------------
