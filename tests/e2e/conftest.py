@@ -12,8 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +59,45 @@ class Served:
         env = {**os.environ, "HOME": str(self.home), "KUBECONFIG": str(self.kubeconfig)}
         return subprocess.Popen([str(KUBECTL), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
+    def watch(self, *args: str) -> Watch:
+        """`kubectl <args>` (a -w command) whose output lines are collected as they come."""
+        return Watch(self.kubectl_popen(*args))
+
     def log_tail(self, n: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text().splitlines()[-n:])
         except OSError:
             return ""
+
+
+class Watch:
+    """A running `kubectl get -w`. Tests wait for a row of the initial list before changing anything: until then
+    kubectl may not be watching yet, and a change made earlier would show up as ADDED instead of MODIFIED."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, what: str, row: Callable[[list[str]], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(row(line.split()) for line in list(self.lines)):
+            if time.monotonic() > deadline or not self._reader.is_alive():
+                stderr = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+                raise AssertionError(f"kubectl watch: no {what} within {timeout:.0f}s; rows {self.lines} {stderr}")
+            time.sleep(0.05)
+
+    def stop(self) -> list[str]:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._reader.join(10)
+        return list(self.lines)
 
 
 def start_serve(tmp: Path, scenario: Path, *extra: str, speed: float = 300.0) -> Served:

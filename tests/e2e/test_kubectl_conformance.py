@@ -111,17 +111,19 @@ def test_server_side_apply_conflicts_unless_forced(served_twin: Served) -> None:
 
 
 def test_get_watch_streams_changes(served_twin: Served) -> None:
-    watch = served_twin.kubectl_popen("get", "configmaps", "-n", "default", "-w", "--output-watch-events", "--request-timeout=8s")
+    # A row in the initial list tells that kubectl is watching before the changes start.
+    served_twin.kubectl("create", "configmap", "sentinel", "-n", "default", "--from-literal=a=1")
+    watch = served_twin.watch("get", "configmaps", "-n", "default", "-w", "--output-watch-events", "--request-timeout=60s")
     try:
-        time.sleep(1.0)
+        watch.wait_for("the sentinel's ADDED row", lambda row: row[:2] == ["ADDED", "sentinel"])
         served_twin.kubectl("create", "configmap", "watched", "-n", "default", "--from-literal=a=1")
         served_twin.kubectl("label", "configmap", "watched", "-n", "default", "tier=one")
         served_twin.kubectl("delete", "configmap", "watched", "-n", "default")
-        time.sleep(1.0)
+        watch.wait_for("the DELETED row", lambda row: row[:2] == ["DELETED", "watched"])
     finally:
-        watch.terminate()
-        out, _ = watch.communicate(10)
-    events = [line.split()[:2] for line in out.splitlines() if "watched" in line]
+        lines = watch.stop()
+        served_twin.kubectl("delete", "configmap", "sentinel", "-n", "default")
+    events = [line.split()[:2] for line in lines if "watched" in line]
     assert ["ADDED", "watched"] in events
     assert ["MODIFIED", "watched"] in events
     assert events[-1] == ["DELETED", "watched"]

@@ -176,15 +176,13 @@ def test_delete_without_waiting_leaves_a_deletion_timestamp(served_twin: Served)
 
 def test_watch_of_dpus_streams_table_rows(served_twin: Served) -> None:
     dpu = _first_dpu(served_twin)
-    watch = served_twin.kubectl_popen("get", "dpus", "-n", NS, "-w", "--output-watch-events", "--request-timeout=6s")
+    watch = served_twin.watch("get", "dpus", "-n", NS, "-w", "--output-watch-events", "--request-timeout=60s")
     try:
-        time.sleep(1.0)
+        watch.wait_for(f"ADDED row of {dpu}", lambda row: row[:2] == ["ADDED", dpu])
         served_twin.kubectl("annotate", "dpu", dpu, "-n", NS, "watched=yes")
-        time.sleep(1.0)
+        watch.wait_for(f"MODIFIED row of {dpu}", lambda row: row[:2] == ["MODIFIED", dpu])
     finally:
-        watch.terminate()
-        out, _ = watch.communicate(10)
-    lines = out.splitlines()
+        lines = watch.stop()
     assert lines[0].split() == ["EVENT", "NAME", "READY", "PHASE", "AGE"]
     rows = [line.split()[:4] for line in lines[1:]]
     assert ["ADDED", dpu, "True", "Ready"] in rows
