@@ -129,8 +129,9 @@ def invalid_message(kind: str, group: str, name: str, causes: list[FieldCause]) 
 
 def denied_by(webhook: str, message: str) -> str:
     """The API server's wording for a validating webhook's refusal (ToStatusErr): the webhook's own message
-    behind `admission webhook "<name>" denied the request: `; code, reason and causes stay the webhook's."""
-    return f'admission webhook "{webhook}" denied the request: {message}'
+    behind `admission webhook "<name>" denied the request: `; code, reason and causes stay the webhook's. No
+    webhook (the API server's own validation): the message as it is."""
+    return f'admission webhook "{webhook}" denied the request: {message}' if webhook else message
 
 
 class Invalid(ApiError):
@@ -144,7 +145,7 @@ class Invalid(ApiError):
         self.causes = list(causes)
         self.webhook = webhook
         message = invalid_message(kind, group, name, self.causes)
-        super().__init__(denied_by(webhook, message) if webhook else message, kind=kind, name=name, group=group)
+        super().__init__(denied_by(webhook, message), kind=kind, name=name, group=group)
 
     def to_status(self) -> dict[str, object]:
         status = super().to_status()

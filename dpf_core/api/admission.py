@@ -498,8 +498,7 @@ def admit_delete(old: KubeObject, reader: Reader) -> None:
     for v in hooks.validate_delete:
         message = v(old, reader)
         if message:
-            text = denied_by(hooks.webhook, message) if hooks.webhook else message
-            raise Forbidden(text, kind=old.kind, name=old.name, group=old.KIND.group)
+            raise Forbidden(denied_by(hooks.webhook, message), kind=old.kind, name=old.name, group=old.KIND.group)
 
 
 def admit_status_update(new: KubeObject | Mapping[str, Any], *, copy: bool = True) -> KubeObject:
